@@ -1,0 +1,117 @@
+"""Typed, validated configuration of the Informer network, with derived fields."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from informer.errors import InformerError
+from informer.timefeatures import mark_dim
+
+ATTENTIONS = ("prob", "full")
+EMBEDDINGS = ("timeF", "fixed", "learned")
+ACTIVATIONS = ("gelu", "relu")
+
+
+def _fail(name: str, expected: str, value: Any) -> None:
+    raise InformerError(f"model.{name}: expected {expected}, got {value!r}")
+
+
+@dataclass
+class InformerConfig:
+    """Hyper-parameters of :class:`informer.nn.Informer` (paper defaults).
+
+    ``e_layers`` is an int for the single-encoder Informer, or a list such as ``[3, 2, 1]``
+    for InformerStack (one encoder per entry, fed the last L, L/2, L/4 ... input steps).
+    """
+
+    enc_in: int = 7
+    dec_in: int = 7
+    c_out: int = 7
+    seq_len: int = 96
+    label_len: int = 48
+    pred_len: int = 24
+    factor: int = 5
+    d_model: int = 512
+    n_heads: int = 8
+    e_layers: int | list[int] = 2
+    d_layers: int = 1
+    d_ff: int = 2048
+    dropout: float = 0.05
+    attn: str = "prob"
+    embed: str = "timeF"
+    freq: str = "h"
+    activation: str = "gelu"
+    output_attention: bool = False
+    distil: bool = True
+    mix: bool = True
+    padding: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.e_layers, int):
+            self.e_layers = [int(n) for n in self.e_layers]
+        for name in ("enc_in", "dec_in", "c_out", "seq_len", "pred_len", "factor", "d_model",
+                     "n_heads", "d_layers", "d_ff"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                _fail(name, "a positive integer", value)
+        if not isinstance(self.label_len, int) or self.label_len < 0:
+            _fail("label_len", "an integer >= 0", self.label_len)
+        if self.label_len > self.seq_len:
+            raise InformerError(
+                f"model.label_len: expected label_len <= seq_len ({self.seq_len}), "
+                f"got {self.label_len}"
+            )
+        layers = [self.e_layers] if isinstance(self.e_layers, int) else self.e_layers
+        if not layers or any(n < 1 for n in layers):
+            _fail("e_layers", "a positive integer or a list of them", self.e_layers)
+        if isinstance(self.e_layers, list) and self.seq_len // 2 ** (len(layers) - 1) < 1:
+            _fail("e_layers", f"at most {self.seq_len.bit_length()} stacked encoders", layers)
+        if self.d_model % self.n_heads:
+            raise InformerError(
+                f"model.d_model: expected a multiple of n_heads ({self.n_heads}), "
+                f"got {self.d_model}"
+            )
+        if not 0.0 <= float(self.dropout) < 1.0:
+            _fail("dropout", "a probability in [0, 1)", self.dropout)
+        if self.attn not in ATTENTIONS:
+            _fail("attn", f"one of {list(ATTENTIONS)}", self.attn)
+        if self.embed not in EMBEDDINGS:
+            _fail("embed", f"one of {list(EMBEDDINGS)}", self.embed)
+        if self.activation not in ACTIVATIONS:
+            _fail("activation", f"one of {list(ACTIVATIONS)}", self.activation)
+        if self.padding not in (0, 1):
+            _fail("padding", "0 (zeros) or 1 (ones)", self.padding)
+        self.mark_dim  # validates freq  # noqa: B018
+
+    # derived fields -------------------------------------------------------------------------
+    @property
+    def is_stack(self) -> bool:
+        return isinstance(self.e_layers, list)
+
+    @property
+    def d_head(self) -> int:
+        return self.d_model // self.n_heads
+
+    @property
+    def dec_len(self) -> int:
+        """Decoder input length: ``label_len`` start tokens + ``pred_len`` placeholders."""
+        return self.label_len + self.pred_len
+
+    @property
+    def mark_dim(self) -> int:
+        """Number of calendar columns the temporal embedding expects."""
+        return mark_dim(self.freq, self.embed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> InformerConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise InformerError(
+                f"model: unknown field(s) {unknown}; expected some of {sorted(known)}"
+            )
+        return cls(**values)

@@ -1,0 +1,87 @@
+"""The Informer network (and InformerStack when ``config.e_layers`` is a list)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from informer.config import InformerConfig
+from informer.nn.attention import AttentionLayer, FullAttention, ProbAttention
+from informer.nn.decoder import Decoder, DecoderLayer
+from informer.nn.embedding import DataEmbedding
+from informer.nn.encoder import ConvLayer, Encoder, EncoderLayer, EncoderStack
+
+
+class Informer(nn.Module):
+    """Encoder-decoder with ProbSparse attention and a generative-style decoder.
+
+    ``forward(x_enc [B, seq_len, enc_in], x_mark_enc [B, seq_len, mark_dim],
+    x_dec [B, label_len + pred_len, dec_in], x_mark_dec [B, label_len + pred_len, mark_dim])
+    -> [B, pred_len, c_out]`` (plus the encoder attentions when ``output_attention``).
+    """
+
+    def __init__(self, config: InformerConfig) -> None:
+        super().__init__()
+        self.config = c = config
+        max_len = max(c.seq_len, c.dec_len)
+        self.enc_embedding = DataEmbedding(c.enc_in, c.d_model, c.embed, c.mark_dim, c.dropout,
+                                           max_len)
+        self.dec_embedding = DataEmbedding(c.dec_in, c.d_model, c.embed, c.mark_dim, c.dropout,
+                                           max_len)
+        if c.is_stack:
+            layers = list(c.e_layers)
+            self.encoder: nn.Module = EncoderStack([self._encoder(n) for n in layers],
+                                                   list(range(len(layers))))
+        else:
+            self.encoder = self._encoder(int(c.e_layers))
+        self.decoder = Decoder([self._decoder_layer() for _ in range(c.d_layers)],
+                               nn.LayerNorm(c.d_model))
+        self.projection = nn.Linear(c.d_model, c.c_out)
+
+    def _attention(self, masked: bool, output_attention: bool = False) -> nn.Module:
+        c = self.config
+        kind = ProbAttention if c.attn == "prob" else FullAttention
+        return kind(masked, c.factor, attention_dropout=c.dropout,
+                    output_attention=output_attention)
+
+    def _encoder(self, n_layers: int) -> Encoder:
+        c = self.config
+        layers = [
+            EncoderLayer(AttentionLayer(self._attention(False, c.output_attention), c.d_model,
+                                        c.n_heads, mix=False),
+                         c.d_model, c.d_ff, c.dropout, c.activation)
+            for _ in range(n_layers)
+        ]
+        convs = [ConvLayer(c.d_model) for _ in range(n_layers - 1)] if c.distil else None
+        return Encoder(layers, convs, nn.LayerNorm(c.d_model))
+
+    def _decoder_layer(self) -> DecoderLayer:
+        c = self.config
+        self_attn = AttentionLayer(self._attention(True), c.d_model, c.n_heads, mix=c.mix)
+        cross = AttentionLayer(FullAttention(False, c.factor, attention_dropout=c.dropout),
+                               c.d_model, c.n_heads, mix=False)
+        return DecoderLayer(self_attn, cross, c.d_model, c.d_ff, c.dropout, c.activation)
+
+    def decoder_input(self, x_enc: torch.Tensor) -> torch.Tensor:
+        """Start tokens (last ``label_len`` encoder steps) + ``pred_len`` zeros (ones if padding=1).
+
+        ``[B, seq_len, dec_in] -> [B, label_len + pred_len, dec_in]``.
+        """
+        c = self.config
+        start = x_enc[:, x_enc.size(1) - c.label_len:, :]
+        fill = torch.full((x_enc.size(0), c.pred_len, x_enc.size(2)), float(c.padding),
+                          dtype=x_enc.dtype, device=x_enc.device)
+        return torch.cat([start, fill], dim=1)
+
+    def forward(self, x_enc: torch.Tensor, x_mark_enc: torch.Tensor, x_dec: torch.Tensor,
+                x_mark_dec: torch.Tensor):
+        enc_out, attns = self.encoder(self.enc_embedding(x_enc, x_mark_enc))
+        dec_out = self.decoder(self.dec_embedding(x_dec, x_mark_dec), enc_out)
+        out = self.projection(dec_out)[:, -self.config.pred_len:, :]
+        return (out, attns) if self.config.output_attention else out
+
+    def predict(self, x_enc: torch.Tensor, x_mark_enc: torch.Tensor,
+                x_mark_dec: torch.Tensor) -> torch.Tensor:
+        """Forecast ``[B, pred_len, c_out]`` from the history alone (decoder input built here)."""
+        out = self(x_enc, x_mark_enc, self.decoder_input(x_enc), x_mark_dec)
+        return out[0] if self.config.output_attention else out
