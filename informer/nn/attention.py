@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from informer.nn.dropout import Dropout
+
 
 def causal_mask(l_q: int, l_k: int, device: torch.device) -> torch.Tensor:
     """Boolean ``[l_q, l_k]``, True where query i may NOT see key j (j > i)."""
@@ -26,7 +28,7 @@ class FullAttention(nn.Module):
         self.mask_flag = mask_flag
         self.scale = scale
         self.output_attention = output_attention
-        self.dropout = nn.Dropout(attention_dropout)
+        self.dropout = Dropout(attention_dropout)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -114,13 +116,13 @@ class ProbAttention(nn.Module):
     def _causal_context(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                         sparsity: torch.Tensor, n_top: int, scale: float
                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        l = q.size(-2)
+        length = q.size(-2)
         # rank of query t among queries 0..t (number of earlier-or-equal queries scoring higher)
         higher = sparsity.unsqueeze(-1) > sparsity.unsqueeze(-2)  # [B, H, s, t]: M_s > M_t
-        earlier = torch.ones(l, l, dtype=torch.bool, device=q.device).triu()  # s <= t
+        earlier = torch.ones(length, length, dtype=torch.bool, device=q.device).triu()  # s <= t
         active = ((higher & earlier).sum(-2) < n_top).unsqueeze(-1)  # [B, H, L, 1]
         scores = (q @ k.transpose(-2, -1)) * scale
-        scores = scores.masked_fill(causal_mask(l, l, q.device), -math.inf)
+        scores = scores.masked_fill(causal_mask(length, length, q.device), -math.inf)
         attn = torch.softmax(scores, dim=-1)
         context = torch.where(active, attn @ v, v.cumsum(-2))
         if not self.output_attention:

@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from informer.nn.attention import AttentionLayer
+from informer.nn.dropout import Dropout
 from informer.nn.encoder import FeedForward
 
 
@@ -22,7 +23,7 @@ class DecoderLayer(nn.Module):
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
         self.norm3 = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
         x = self.norm1(x + self.dropout(self.self_attention(x, x, x)[0]))

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from informer.nn.dropout import Dropout
+
 
 def sinusoid_table(length: int, d_model: int) -> torch.Tensor:
     """Sinusoidal table ``[length, d_model]``: sin on even, cos on odd channels."""
@@ -32,7 +34,7 @@ class PositionalEmbedding(nn.Module):
 
 
 class TokenEmbedding(nn.Module):
-    """Value embedding: Conv1d(kernel 3, circular padding) over time, ``[B, L, c_in] -> [B, L, d]``."""
+    """Value embedding: circular Conv1d(kernel 3) over time, ``[B, L, c_in] -> [B, L, d]``."""
 
     def __init__(self, c_in: int, d_model: int) -> None:
         super().__init__()
@@ -99,7 +101,7 @@ class DataEmbedding(nn.Module):
             self.temporal_embedding: nn.Module = TimeFeatureEmbedding(d_model, mark_dim)
         else:
             self.temporal_embedding = TemporalEmbedding(d_model, mark_dim, kind=embed)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, x_mark: torch.Tensor) -> torch.Tensor:
         x = self.value_embedding(x) + self.position_embedding(x) + self.temporal_embedding(x_mark)

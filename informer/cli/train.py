@@ -1,0 +1,65 @@
+"""``informer-train``: seed, build data + model from the config, fit, test the best checkpoint,
+export the model artifact and write ``metrics.json`` in the run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from informer.artifact import save_artifact
+from informer.cli.common import config_dir, user_errors
+from informer.files import atomic_write_json, atomic_write_text
+
+
+def _instantiate_all(group: DictConfig | None) -> list[Any]:
+    return [instantiate(c) for c in (group or {}).values() if c and "_target_" in c]
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run one training job; returns the flat metrics written to ``metrics.json``."""
+    if cfg.get("seed") is not None:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+    output_dir = Path(cfg.paths.output_dir)
+
+    datamodule = instantiate(cfg.data, _convert_="object")
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    schema = datamodule.schema
+    model = instantiate(cfg.model, _convert_="object", enc_in=schema.enc_in, dec_in=schema.enc_in,
+                        c_out=schema.c_out, schema=schema.to_dict())
+
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
+                                     logger=_instantiate_all(cfg.get("logger")) or False)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    if trainer.is_global_zero:
+        atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(resolved))
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    metrics = fit_metrics | {k: float(v) for k, v in trainer.callback_metrics.items()}
+    metrics |= model.results
+    metrics["epochs"] = float(trainer.current_epoch)
+
+    if trainer.is_global_zero:
+        if cfg.get("export_artifact", True):
+            save_artifact(output_dir / "model", model.net, schema, run_config=resolved)
+        atomic_write_json(output_dir / "metrics.json", metrics)
+    return metrics
+
+
+@hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    with user_errors():
+        metrics = train(cfg)
+    return metrics.get(cfg.get("optimized_metric") or "")
+
+
+if __name__ == "__main__":
+    main()
