@@ -53,8 +53,12 @@ class ProbAttention(nn.Module):
     all keys, the lazy ones output ``mean(V)``. With ``mask_flag`` (decoder self-attention) the
     layer is causal: query t samples keys from ``[0, t]``, is active when its score ranks in the
     top ``u`` among queries ``0..t``, and lazy queries output ``cumsum(V)``; so outputs at t never
-    depend on inputs after t. Sampling uses torch's global RNG (reproducible under a seed).
+    depend on inputs after t. Training samples keys with torch's global RNG (reproducible under
+    a seed); in eval mode a generator seeded with ``eval_seed`` makes every forecast
+    deterministic and independent of batch composition.
     """
+
+    eval_seed = 0
 
     def __init__(self, mask_flag: bool = True, factor: int = 5, scale: float | None = None,
                  attention_dropout: float = 0.1, output_attention: bool = False) -> None:
@@ -76,11 +80,14 @@ class ProbAttention(nn.Module):
         Also returns the full ``q k^T`` when computing it was cheaper than gathering keys.
         """
         l_q, l_k, d = q.size(-2), k.size(-2), q.size(-1)
+        gen = None
+        if not self.training:
+            gen = torch.Generator(device=q.device).manual_seed(self.eval_seed)
         if self.mask_flag:  # query t samples uniformly from keys 0..t
             span = torch.arange(1, l_q + 1, device=q.device, dtype=torch.float32).unsqueeze(1)
-            index = (torch.rand(l_q, n_sample, device=q.device) * span).long()
+            index = (torch.rand(l_q, n_sample, device=q.device, generator=gen) * span).long()
         else:
-            index = torch.randint(l_k, (l_q, n_sample), device=q.device)
+            index = torch.randint(l_k, (l_q, n_sample), device=q.device, generator=gen)
         if l_k <= n_sample * d:  # one matmul + gather beats gathering [L_Q, n_sample, d] keys
             scores = q @ k.transpose(-2, -1)
             return scores.gather(-1, index.expand(*scores.shape[:2], l_q, n_sample)), scores

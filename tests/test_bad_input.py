@@ -1,0 +1,127 @@
+"""Every bad-input case exits non-zero with one clear line and writes nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from informer.cli.common import user_errors
+from informer.cli.train import train
+from tests.conftest import write_series
+
+
+def run_train(cfg, capsys) -> str:
+    with pytest.raises(SystemExit) as exit_info, user_errors():
+        train(cfg)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    return err
+
+
+def custom(tmp_path, name="s.csv"):
+    return ["data=custom", f"data.data_dir={tmp_path}", f"data.file={name}", "data.seq_len=24",
+            "data.label_len=12", "data.pred_len=6"]
+
+
+def set_cell(path, row: int, column: str, text: str):
+    frame = pd.read_csv(path, dtype=str)
+    frame.loc[row, column] = text
+    frame.to_csv(path, index=False)
+
+
+def edit_csv(path, old: str, new: str, count: int = 1):
+    path.write_text(path.read_text().replace(old, new, count))
+
+
+CSV_CASES = {
+    "missing file": (lambda p: p.unlink(), "s.csv: file not found"),
+    "no date column": (lambda p: edit_csv(p, "date,", "time,"), "no 'date' column"),
+    "unparsable date": (lambda p: edit_csv(p, "2020-01-01 05:00:00", "yesterday"),
+                        "column 'date' line 7: cannot parse 'yesterday' as a timestamp"),
+    "duplicate timestamp": (lambda p: edit_csv(p, "2020-01-01 05:00:00", "2020-01-01 04:00:00"),
+                            "line 7: duplicate timestamp 2020-01-01 04:00:00"),
+    "unsorted timestamps": (lambda p: edit_csv(p, "2020-01-01 05:00:00", "2020-01-01 01:30:00"),
+                            "line 7: timestamps out of order"),
+    "gap vs freq": (lambda p: edit_csv(p, "2020-01-01 05:00:00", "2020-01-01 05:30:00"),
+                    "line 7: expected 2020-01-01 05:00:00 one step ('h') after"),
+    "non-numeric": (lambda p: set_cell(p, 3, "a", "abc"),
+                    "column 'a' line 5: expected a finite number, got 'abc'"),
+    "nan": (lambda p: set_cell(p, 3, "a", "NaN"),
+            "column 'a' line 5: expected a finite number, got a missing value"),
+    "empty cell": (lambda p: set_cell(p, 9, "OT", ""),
+                   "column 'OT' line 11: expected a finite number, got a missing value"),
+    "inf": (lambda p: set_cell(p, 3, "b", "inf"),
+            "column 'b' line 5: expected a finite number, got 'inf'"),
+    "header only": (lambda p: p.write_text("date,a,b,OT\n"), "no data rows"),
+    "ragged row": (lambda p: edit_csv(p, "\n2020-01-01 03:00:00,", "\n2020-01-01 03:00:00,1,"),
+                   "not a readable CSV file (Error tokenizing data."),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CSV_CASES))
+def test_bad_csv(case, tmp_path, train_cfg, capsys):
+    path = write_series(tmp_path / "s.csv", n=300)
+    breaker, message = CSV_CASES[case]
+    breaker(path)
+    out = tmp_path / "run"
+    err = run_train(train_cfg(*custom(tmp_path), out=out), capsys)
+    assert message in err
+    assert not (out / "model").exists() and not (out / "metrics.json").exists()
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    (["data.target=FOO"], "data.target: 'FOO' is not a column of"),
+    (["data.features=X"], "data.features: expected one of ['M', 'S', 'MS']"),
+    (["data.label_len=30"], "data.label_len: expected label_len <= seq_len (24), got 30"),
+    (["data.seq_len=250"], "data: the train split has 210 rows but seq_len + pred_len = 256"),
+    (["data.batch_size=64", "data.seq_len=150"],
+     "data.batch_size: the train split has 55 windows, fewer than one batch of 64"),
+    (["data.split=weekly"], "data.split: expected one of ['ett_hour', 'ett_minute', 'ratio']"),
+    (["model.d_model=30", "model.n_heads=4"], "model.d_model: expected a multiple of n_heads"),
+    (["data.freq=nonsense"], "data.freq: expected a pandas offset alias"),
+])
+def test_bad_settings(overrides, message, tmp_path, train_cfg, capsys):
+    write_series(tmp_path / "s.csv", n=300)
+    err = run_train(train_cfg(*custom(tmp_path), *overrides), capsys)
+    assert message in err
+
+
+def test_ett_split_needs_the_full_file(tmp_path, train_cfg, capsys):
+    write_series(tmp_path / "ETTh1.csv", n=1000)
+    err = run_train(train_cfg(f"data.data_dir={tmp_path}"), capsys)
+    assert "data.split: 'ett_hour' needs the full ETT file (14400 rows), got 1000 rows" in err
+
+
+def cli(*args: str, cwd) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_cli_user_error_is_one_line_without_traceback(tmp_path):
+    proc = cli("informer.cli.train", "experiment=etth1_M_24", "data.label_len=100",
+               f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: data.label_len: expected label_len <= seq_len (48), got 100")
+    assert not (tmp_path / "run" / "model").exists()
+
+
+def test_cli_missing_data_file(tmp_path):
+    proc = cli("informer.cli.train", "data=custom", "data.file=nope.csv",
+               f"data.data_dir={tmp_path}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(f"error: {tmp_path}/nope.csv: file "
+                                                          "not found")
+
+
+def test_eval_requires_model_path(tmp_path):
+    proc = cli("informer.cli.evaluate", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == "error: Missing mandatory value: model_path"
