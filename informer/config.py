@@ -21,8 +21,8 @@ def _fail(name: str, expected: str, value: Any) -> None:
 class InformerConfig:
     """Hyper-parameters of :class:`informer.nn.Informer` (paper defaults).
 
-    ``e_layers`` is an int for the single-encoder Informer, or a list such as ``[3, 2, 1]``
-    for InformerStack (one encoder per entry, fed the last L, L/2, L/4 ... input steps).
+    ``s_layers`` (e.g. ``[3, 2, 1]``) turns the model into InformerStack: one encoder per entry
+    with that many layers, fed the last L, L/2, L/4 ... input steps; ``e_layers`` is then unused.
     """
 
     enc_in: int = 7
@@ -34,7 +34,8 @@ class InformerConfig:
     factor: int = 5
     d_model: int = 512
     n_heads: int = 8
-    e_layers: int | list[int] = 2
+    e_layers: int = 2
+    s_layers: list[int] | None = None
     d_layers: int = 1
     d_ff: int = 2048
     dropout: float = 0.05
@@ -48,10 +49,10 @@ class InformerConfig:
     padding: int = 0
 
     def __post_init__(self) -> None:
-        if not isinstance(self.e_layers, int):
-            self.e_layers = [int(n) for n in self.e_layers]
+        if self.s_layers is not None:
+            self.s_layers = [int(n) for n in self.s_layers]
         for name in ("enc_in", "dec_in", "c_out", "seq_len", "pred_len", "factor", "d_model",
-                     "n_heads", "d_layers", "d_ff"):
+                     "n_heads", "e_layers", "d_layers", "d_ff"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 _fail(name, "a positive integer", value)
@@ -62,11 +63,12 @@ class InformerConfig:
                 f"model.label_len: expected label_len <= seq_len ({self.seq_len}), "
                 f"got {self.label_len}"
             )
-        layers = [self.e_layers] if isinstance(self.e_layers, int) else self.e_layers
-        if not layers or any(n < 1 for n in layers):
-            _fail("e_layers", "a positive integer or a list of them", self.e_layers)
-        if isinstance(self.e_layers, list) and self.seq_len // 2 ** (len(layers) - 1) < 1:
-            _fail("e_layers", f"at most {self.seq_len.bit_length()} stacked encoders", layers)
+        if self.s_layers is not None:
+            if not self.s_layers or any(n < 1 for n in self.s_layers):
+                _fail("s_layers", "a non-empty list of positive integers", self.s_layers)
+            if self.seq_len // 2 ** (len(self.s_layers) - 1) < 1:
+                _fail("s_layers", f"at most {self.seq_len.bit_length()} stacked encoders",
+                      self.s_layers)
         if self.d_model % self.n_heads:
             raise InformerError(
                 f"model.d_model: expected a multiple of n_heads ({self.n_heads}), "
@@ -87,7 +89,7 @@ class InformerConfig:
     # derived fields -------------------------------------------------------------------------
     @property
     def is_stack(self) -> bool:
-        return isinstance(self.e_layers, list)
+        return self.s_layers is not None
 
     @property
     def d_head(self) -> int:

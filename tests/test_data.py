@@ -11,7 +11,6 @@ from informer.data.datamodule import ETTDataModule
 from informer.data.series import SeriesData
 from informer.data.splits import split_borders
 from informer.timefeatures import future_dates, mark_dim, time_features
-
 from tests.conftest import write_series
 
 
@@ -133,7 +132,7 @@ def test_future_dates_step_by_freq():
 
 
 def test_loaders_shuffle_and_drop_last_only_for_training(tmp_path):
-    path = write_series(tmp_path / "s.csv", n=400)
+    write_series(tmp_path / "s.csv", n=400)
     dm = ETTDataModule(data_dir=str(tmp_path), file="s.csv", split="ratio", seq_len=12,
                        label_len=6, pred_len=4, batch_size=32)
     dm.setup()

@@ -25,15 +25,15 @@ def inputs(c: InformerConfig, batch: int = 3, seed: int = 0):
     return x, xm, ym
 
 
-VARIANTS = list(itertools.product(["prob", "full"], [True, False], [2, [3, 2, 1]],
+VARIANTS = list(itertools.product(["prob", "full"], [True, False], [None, [3, 2, 1]],
                                   ["timeF", "fixed", "learned"], [True, False]))
 
 
-@pytest.mark.parametrize(("attn", "distil", "e_layers", "embed", "mix"), VARIANTS)
-def test_forward_shape_every_variant(attn, distil, e_layers, embed, mix):
+@pytest.mark.parametrize(("attn", "distil", "s_layers", "embed", "mix"), VARIANTS)
+def test_forward_shape_every_variant(attn, distil, s_layers, embed, mix):
     c = InformerConfig(enc_in=5, dec_in=5, c_out=3, seq_len=40, label_len=16, pred_len=8,
                        d_model=16, n_heads=2, d_ff=32, attn=attn, distil=distil,
-                       e_layers=e_layers, embed=embed, mix=mix, freq="15min")
+                       s_layers=s_layers, embed=embed, mix=mix, freq="15min")
     net = Informer(c)
     x, xm, ym = inputs(c)
     out = net(x, xm, net.decoder_input(x), ym)
@@ -73,7 +73,7 @@ def test_distilling_halves_length(length):
 
 def test_stack_concatenates_encoders_over_l_l2_l4():
     c = InformerConfig(seq_len=32, label_len=8, pred_len=4, d_model=16, n_heads=2, d_ff=32,
-                       e_layers=[3, 2, 1])
+                       s_layers=[3, 2, 1])
     net = Informer(c)
     x, xm, _ = inputs(c)
     enc, _ = net.encoder(net.enc_embedding(x, xm))
@@ -197,7 +197,7 @@ def test_config_validation(field, value, message):
 
 
 def test_config_derived_fields():
-    c = InformerConfig(freq="15min", embed="timeF", d_model=64, n_heads=4, e_layers=[3, 2])
+    c = InformerConfig(freq="15min", embed="timeF", d_model=64, n_heads=4, s_layers=[3, 2])
     assert (c.mark_dim, c.d_head, c.dec_len, c.is_stack) == (5, 16, 72, True)
     assert InformerConfig(freq="h", embed="fixed").mark_dim == 4
     assert InformerConfig.from_dict(c.to_dict()) == c

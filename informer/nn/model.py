@@ -1,4 +1,4 @@
-"""The Informer network (and InformerStack when ``config.e_layers`` is a list)."""
+"""The Informer network (and InformerStack when ``config.s_layers`` is set)."""
 
 from __future__ import annotations
 
@@ -29,11 +29,10 @@ class Informer(nn.Module):
         self.dec_embedding = DataEmbedding(c.dec_in, c.d_model, c.embed, c.mark_dim, c.dropout,
                                            max_len)
         if c.is_stack:
-            layers = list(c.e_layers)
-            self.encoder: nn.Module = EncoderStack([self._encoder(n) for n in layers],
-                                                   list(range(len(layers))))
+            self.encoder: nn.Module = EncoderStack([self._encoder(n) for n in c.s_layers],
+                                                   list(range(len(c.s_layers))))
         else:
-            self.encoder = self._encoder(int(c.e_layers))
+            self.encoder = self._encoder(c.e_layers)
         self.decoder = Decoder([self._decoder_layer() for _ in range(c.d_layers)],
                                nn.LayerNorm(c.d_model))
         self.projection = nn.Linear(c.d_model, c.c_out)
