@@ -1,0 +1,1 @@
+"""ETT-style CSV data: reading and validation, splits, scaling and sliding windows."""
