@@ -125,3 +125,24 @@ def test_eval_requires_model_path(tmp_path):
     proc = cli("informer.cli.evaluate", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "error: Missing mandatory value: model_path"
+
+
+def test_failed_download_leaves_nothing_behind(tmp_path):
+    from informer.data.sources import download_ett
+    from informer.errors import InformerError
+
+    target = tmp_path / "new" / "dir"
+    with pytest.raises(InformerError, match="download failed"):
+        download_ett("ETTh1.csv", target, url=f"file://{tmp_path}/missing.csv")
+    assert not (tmp_path / "new").exists()
+
+
+def test_download_is_checksum_verified(tmp_path, ett_dir):
+    from informer.data.sources import download_ett, sha256_file
+    from informer.errors import InformerError
+
+    good = download_ett("ETTh2.csv", tmp_path / "ok", url=(ett_dir / "ETTh2.csv").as_uri())
+    assert sha256_file(good) == sha256_file(ett_dir / "ETTh2.csv")
+    with pytest.raises(InformerError, match="sha256 .* does not match the expected"):
+        download_ett("ETTh1.csv", tmp_path / "bad", url=(ett_dir / "ETTh2.csv").as_uri())
+    assert not (tmp_path / "bad" / "ETTh1.csv").exists()

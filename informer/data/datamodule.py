@@ -8,7 +8,7 @@ import lightning as L
 from torch.utils.data import DataLoader
 from typing_extensions import override
 
-from informer.data.series import SeriesData
+from informer.data.series import SeriesData, check_windows
 from informer.data.sources import resolve_data_file
 from informer.data.windows import WindowDataset, collate_batch
 from informer.errors import InformerError
@@ -32,6 +32,7 @@ class ETTDataModule(L.LightningDataModule):
                  num_workers: int = 0, download: bool = True, check_freq: bool = True) -> None:
         super().__init__()
         check_features(features)
+        check_windows(seq_len, label_len, pred_len)
         self.save_hyperparameters(logger=False)
         self.series: SeriesData | None = None
 

@@ -17,6 +17,17 @@ from informer.schema import DataSchema
 from informer.timefeatures import normalize_freq, time_features
 
 
+def check_windows(seq_len: int, label_len: int, pred_len: int) -> None:
+    """Window lengths: ``seq_len >= 1``, ``0 <= label_len <= seq_len``, ``pred_len >= 1``."""
+    for name, value, low in (("seq_len", seq_len, 1), ("label_len", label_len, 0),
+                             ("pred_len", pred_len, 1)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < low:
+            raise InformerError(f"data.{name}: expected an integer >= {low}, got {value!r}")
+    if label_len > seq_len:
+        raise InformerError(f"data.label_len: expected label_len <= seq_len ({seq_len}), "
+                            f"got {label_len}")
+
+
 def fit_scaler(values: np.ndarray) -> tuple[list[float], list[float]]:
     """Per-column mean and population std (ddof 0); a constant column gets std 1."""
     mean = values.mean(axis=0)
@@ -41,11 +52,7 @@ class SeriesData:
             check_freq: bool = True) -> SeriesData:
         """Read ``path`` and fit the scaler on the train rows only."""
         normalize_freq(freq)
-        if label_len > seq_len:
-            raise InformerError(f"data.label_len: expected label_len <= seq_len ({seq_len}), "
-                                f"got {label_len}")
-        if pred_len < 1:
-            raise InformerError(f"data.pred_len: expected a positive integer, got {pred_len}")
+        check_windows(seq_len, label_len, pred_len)
         dates, values, columns = load_series(path, target, features,
                                              freq if check_freq else None)
         borders = split_borders(len(values), seq_len, split, train_ratio, test_ratio)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import tempfile
@@ -34,9 +35,11 @@ def download_ett(name: str, data_dir: str | Path, url: str | None = None) -> Pat
         raise InformerError(f"data.file: {name!r} is not an ETT file; expected one of "
                             f"{sorted(ETT_SHA256)} to download")
     data_dir = Path(data_dir)
+    created = [p for p in (data_dir, *data_dir.parents) if not p.exists()]
     data_dir.mkdir(parents=True, exist_ok=True)
     url = url or ETT_URL.format(name=name)
     fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=data_dir)
+    done = False
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
             while block := response.read(1 << 20):
@@ -47,6 +50,7 @@ def download_ett(name: str, data_dir: str | Path, url: str | None = None) -> Pat
                                 f"{ETT_SHA256[name]}; nothing was saved")
         target = data_dir / name
         os.replace(tmp, target)
+        done = True
         return target
     except OSError as err:
         raise InformerError(f"{url}: download failed ({err}); place {name} in {data_dir} "
@@ -54,6 +58,10 @@ def download_ett(name: str, data_dir: str | Path, url: str | None = None) -> Pat
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if not done:  # leave no empty directories behind
+            for path in created:
+                with contextlib.suppress(OSError):
+                    path.rmdir()
 
 
 def resolve_data_file(data_dir: str | Path, name: str, download: bool = True) -> Path:
