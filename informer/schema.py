@@ -24,7 +24,8 @@ def check_features(features: str) -> str:
 
 @dataclass
 class DataSchema:
-    """``columns``: model input columns in order (target last); ``mean``/``std``: per column."""
+    """``columns``: model input columns in order (target last); ``mean``/``std``: per column;
+    ``input_columns``: every value column of the training CSV (inputs may carry them)."""
 
     columns: list[str]
     target: str
@@ -36,6 +37,7 @@ class DataSchema:
     pred_len: int
     mean: list[float]
     std: list[float]
+    input_columns: list[str] | None = None
 
     @property
     def predicted(self) -> list[str]:

@@ -27,9 +27,15 @@ def read_csv(path: str | Path) -> pd.DataFrame:
 
 
 def parse_dates(raw: pd.Series, where: str) -> pd.DatetimeIndex:
-    """Parse the ``date`` column; timestamps must be unique and increasing."""
-    text = raw.str.strip()
-    dates = pd.to_datetime(text, errors="coerce")
+    """Parse the ``date`` column; timestamps must be unique and increasing.
+
+    Line numbers in errors count the CSV header as line 1.
+    """
+    if pd.api.types.is_datetime64_any_dtype(raw):
+        dates = raw
+    else:
+        raw = raw.astype(str)
+        dates = pd.to_datetime(raw.str.strip(), errors="coerce")
     bad = np.flatnonzero(dates.isna().to_numpy())
     if len(bad):
         i = int(bad[0])
@@ -70,12 +76,14 @@ def parse_numbers(frame: pd.DataFrame, where: str) -> np.ndarray:
     """Numeric ``[rows, columns]`` float64 array; non-numbers, NaN and inf are errors."""
     out = np.empty(frame.shape, dtype=np.float64)
     for j, name in enumerate(frame.columns):
-        col = frame[name].str.strip()
-        values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64)
+        col = frame[name]
+        if not pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col):
+            col = col.astype(str).str.strip()
+        values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
             i = int(bad[0])
-            text = col.iloc[i]
+            text = str(col.iloc[i]).strip()
             what = "a missing value" if text.lower() in ("", "nan", "na", "null", "none") else (
                 f"{text!r}")
             raise InformerError(
@@ -102,15 +110,26 @@ def select_columns(header: list[str], target: str, features: str, where: str) ->
     return [c for c in others if c != target] + [target]
 
 
-def load_series(path: str | Path, target: str = "OT", features: str = "M",
-                freq: str | None = None) -> tuple[pd.DatetimeIndex, np.ndarray, list[str]]:
-    """Validated ``(dates, values [rows, columns], columns)`` with the target column last."""
-    frame = read_csv(path)
-    where = str(path)
-    columns = select_columns(list(frame.columns), target, features, where)
+def validate_frame(frame: pd.DataFrame, columns: list[str], where: str,
+                   freq: str | None = None) -> tuple[pd.DatetimeIndex, np.ndarray]:
+    """``(dates, values [rows, len(columns)])`` of a frame with a ``date`` column."""
+    if DATE not in frame.columns:
+        raise InformerError(f"{where}: no 'date' column; expected a header with 'date' and "
+                            f"numeric columns, got {list(frame.columns)}")
     if frame.empty:
         raise InformerError(f"{where}: no data rows; expected a header and at least one row")
     dates = parse_dates(frame[DATE], where)
     if freq is not None:
         check_regular(dates, freq, where)
-    return dates, parse_numbers(frame[columns], where), columns
+    return dates, parse_numbers(frame[columns], where)
+
+
+def load_series(path: str | Path, target: str = "OT", features: str = "M",
+                freq: str | None = None
+                ) -> tuple[pd.DatetimeIndex, np.ndarray, list[str], list[str]]:
+    """Validated ``(dates, values [rows, columns], columns, all value columns)``; the target
+    column comes last in ``columns``."""
+    frame = read_csv(path)
+    columns = select_columns(list(frame.columns), target, features, str(path))
+    dates, values = validate_frame(frame, columns, str(path), freq)
+    return dates, values, columns, [c for c in frame.columns if c != DATE]

@@ -53,14 +53,14 @@ class SeriesData:
         """Read ``path`` and fit the scaler on the train rows only."""
         normalize_freq(freq)
         check_windows(seq_len, label_len, pred_len)
-        dates, values, columns = load_series(path, target, features,
-                                             freq if check_freq else None)
+        dates, values, columns, source = load_series(path, target, features,
+                                                     freq if check_freq else None)
         borders = split_borders(len(values), seq_len, split, train_ratio, test_ratio)
         start, end = borders["train"]
         mean, std = fit_scaler(values[start:end])
         schema = DataSchema(columns=columns, target=target, features=features, freq=freq,
                             embed=embed, seq_len=seq_len, label_len=label_len,
-                            pred_len=pred_len, mean=mean, std=std)
+                            pred_len=pred_len, mean=mean, std=std, input_columns=source)
         return cls(dates, values, schema, borders)
 
     @classmethod
@@ -68,8 +68,8 @@ class SeriesData:
                     train_ratio: float = 0.7, test_ratio: float = 0.2,
                     check_freq: bool = True) -> SeriesData:
         """Read ``path`` for a trained model: same columns, its stored scaler statistics."""
-        dates, values, _ = load_series(path, schema.target, schema.features,
-                                       schema.freq if check_freq else None)
+        dates, values, *_ = load_series(path, schema.target, schema.features,
+                                        schema.freq if check_freq else None)
         borders = split_borders(len(values), schema.seq_len, split, train_ratio, test_ratio)
         return cls(dates, values, schema, borders)
 
