@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,19 @@ def ett_dir() -> Path:
     if not (ETT_DIR / "ETTh1.csv").is_file():
         pytest.fail(f"ETT data not found in {ETT_DIR}; set INFORMER_DATA_DIR")
     return ETT_DIR
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory, ett_dir) -> Path:
+    """One tiny ETTh1 run through the real console script (shared by the test modules)."""
+    out = tmp_path_factory.mktemp("train") / "run"
+    env = {**os.environ, "INFORMER_DATA_DIR": str(ett_dir)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "informer.cli.train", "experiment=etth1_M_24", *TINY,
+         f"hydra.run.dir={out}"], cwd=out.parent, env=env, capture_output=True, text=True,
+        timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
 
 
 def compose_cfg(name: str, overrides: list[str]):

@@ -20,19 +20,6 @@ from informer.errors import InformerError
 from tests.conftest import ETT_DIR, TINY, compose_cfg
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One tiny ETTh1 run through the real console script."""
-    out = tmp_path_factory.mktemp("train") / "run"
-    env = {**os.environ, "INFORMER_DATA_DIR": str(ETT_DIR)}
-    proc = subprocess.run(
-        [sys.executable, "-m", "informer.cli.train", "experiment=etth1_M_24", *TINY,
-         f"hydra.run.dir={out}"], cwd=out.parent, env=env, capture_output=True, text=True,
-        timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return out
-
-
 def test_run_directory_holds_every_output(trained):
     assert (trained / "config.yaml").is_file() and (trained / ".hydra").is_dir()
     assert (trained / "checkpoints" / "last.ckpt").is_file()

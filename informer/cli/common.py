@@ -22,6 +22,15 @@ def config_dir() -> str:
     raise RuntimeError(f"informer: no conf/ directory next to {here}")
 
 
+def alias_argv(aliases: dict[str, str]) -> None:
+    """Rewrite ``key=value`` command-line overrides whose key Hydra would read as a config group
+    (``model=<artifact dir>`` -> ``model_path=<artifact dir>``)."""
+    for i, arg in enumerate(sys.argv[1:], start=1):
+        key, sep, value = arg.partition("=")
+        if sep and key in aliases:
+            sys.argv[i] = f"{aliases[key]}={value}"
+
+
 def _user_error(err: BaseException) -> BaseException | None:
     """The user-facing cause of ``err``, if any, following Hydra's exception chaining."""
     while err is not None:

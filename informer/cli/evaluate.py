@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from informer.artifact import LoadedModel, load_model
-from informer.cli.common import config_dir, user_errors
+from informer.cli.common import alias_argv, config_dir, user_errors
 from informer.data.series import SeriesData
 from informer.data.sources import resolve_data_file
 from informer.errors import InformerError
@@ -66,9 +66,15 @@ def run_eval(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="eval")
-def main(cfg: DictConfig) -> None:
+def _main(cfg: DictConfig) -> None:
     with user_errors():
         run_eval(cfg)
+
+
+def main() -> None:
+    """Console entry; ``model=<dir>`` is accepted for ``model_path=<dir>``."""
+    alias_argv({"model": "model_path"})
+    _main()
 
 
 if __name__ == "__main__":

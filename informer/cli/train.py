@@ -20,6 +20,23 @@ def _instantiate_all(group: DictConfig | None) -> list[Any]:
     return [instantiate(c) for c in (group or {}).values() if c and "_target_" in c]
 
 
+def plot_test_split(artifact: Path, csv: Path, out_dir: Path, max_origins: int = 64) -> None:
+    """Backtest figures of the exported model on (a spread of) the test split's windows."""
+    from informer.data.csv import read_csv
+    from informer.forecast import Forecaster
+    from informer.plots import plot_backtest
+
+    forecaster = Forecaster.from_artifact(artifact)
+    history = read_csv(csv)
+    first, last = forecaster.default_origins(len(history))
+    stride = max(1, (last - first) // max_origins + 1)
+    dates = forecaster.validate(history)[0]
+    seq = forecaster.schema.seq_len
+    result = forecaster.backtest(history, dates[first + seq - 1], dates[last + seq - 1], stride)
+    plot_backtest(result.frame, result.by_step, out_dir, forecaster.schema.target,
+                  prefix="test_split")
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one training job; returns the flat metrics written to ``metrics.json``."""
     if cfg.get("seed") is not None:
@@ -50,6 +67,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         if cfg.get("export_artifact", True):
             save_artifact(output_dir / "model", model.net, schema, run_config=resolved)
+            if cfg.get("plot", True):
+                plot_test_split(output_dir / "model", datamodule.path, output_dir / "plots")
         atomic_write_json(output_dir / "metrics.json", metrics)
     return metrics
 

@@ -1,0 +1,92 @@
+"""PNG plots of forecasts and backtests (matplotlib, headless). One figure per file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.dates as mdates  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from informer.data.csv import DATE  # noqa: E402
+
+MAX_PANELS = 8
+
+
+def _save(fig: plt.Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    tmp.replace(path)
+    return path
+
+
+def _date_axis(ax: plt.Axes) -> None:
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.grid(alpha=0.3)
+
+
+def plot_forecast(history: pd.DataFrame, forecast: pd.DataFrame, path: str | Path,
+                  history_steps: int | None = None) -> Path:
+    """Recent history and the forecast, one panel per predicted variable."""
+    variables = [c for c in forecast.columns if c != DATE][:MAX_PANELS]
+    tail = history.tail(history_steps or 4 * len(forecast))
+    fig, axes = plt.subplots(len(variables), 1, figsize=(10, 2.4 * len(variables)),
+                             sharex=True, squeeze=False)
+    hist_dates = pd.to_datetime(tail[DATE])
+    for ax, var in zip(axes[:, 0], variables):
+        ax.plot(hist_dates, tail[var].astype(float), color="tab:blue", label="history")
+        ax.plot(forecast[DATE], forecast[var], color="tab:orange", label="forecast")
+        ax.axvline(hist_dates.iloc[-1], color="grey", ls="--", lw=0.8)
+        ax.set_ylabel(var)
+        _date_axis(ax)
+    axes[0, 0].legend(loc="upper left")
+    axes[0, 0].set_title(f"Forecast of the next {len(forecast)} steps")
+    return _save(fig, path)
+
+
+def plot_backtest_origins(frame: pd.DataFrame, path: str | Path, variable: str,
+                          n_origins: int = 4) -> Path:
+    """Actual vs predicted ``variable`` for ``n_origins`` origins spread over the backtest."""
+    origins = frame["origin"].drop_duplicates()
+    pick = origins.iloc[[round(i * (len(origins) - 1) / max(n_origins - 1, 1))
+                         for i in range(min(n_origins, len(origins)))]]
+    fig, axes = plt.subplots(len(pick), 1, figsize=(10, 2.4 * len(pick)), squeeze=False)
+    for ax, origin in zip(axes[:, 0], pick):
+        rows = frame[frame["origin"] == origin]
+        ax.plot(rows[DATE], rows[f"{variable}_actual"], color="tab:blue", label="actual")
+        ax.plot(rows[DATE], rows[variable], color="tab:orange", label="predicted")
+        ax.set_title(f"origin {pd.Timestamp(origin):%Y-%m-%d %H:%M}", fontsize=9)
+        ax.set_ylabel(variable)
+        _date_axis(ax)
+    axes[0, 0].legend(loc="upper left")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_error_by_step(by_step: pd.DataFrame, path: str | Path) -> Path:
+    """MSE and MAE (original units) against the horizon step."""
+    fig, ax = plt.subplots(figsize=(8, 3.5))
+    for name in ("mse_original", "mae_original"):
+        ax.plot(by_step["step"], by_step[name], marker="o", ms=3, label=name)
+    ax.set_xlabel("horizon step")
+    ax.set_ylabel("error (original units)")
+    ax.set_title("Error by horizon step")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, path)
+
+
+def plot_backtest(frame: pd.DataFrame, by_step: pd.DataFrame, out_dir: str | Path, variable: str,
+                  n_origins: int = 4, prefix: str = "backtest") -> list[Path]:
+    """Both backtest figures into ``out_dir``."""
+    out_dir = Path(out_dir)
+    return [plot_backtest_origins(frame, out_dir / f"{prefix}_origins.png", variable, n_origins),
+            plot_error_by_step(by_step, out_dir / f"{prefix}_error_by_step.png")]
