@@ -148,3 +148,21 @@ def test_multirun_sweep_writes_one_run_per_value(tmp_path):
         config = yaml.safe_load((tmp_path / str(i) / "config.yaml").read_text())
         assert config["model"]["d_model"] == d_model
         assert (tmp_path / str(i) / "metrics.json").is_file()
+
+
+def test_ddp_on_two_cpu_processes_tests_every_window_once(tmp_path):
+    env = {**os.environ, "INFORMER_DATA_DIR": str(ETT_DIR)}
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "informer.cli.train", "experiment=etth1_M_24", *TINY,
+         "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "plot=false",
+         f"hydra.run.dir={out}"], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    evaluated = subprocess.run([sys.executable, "-m", "informer.cli.evaluate",
+                                f"model={out / 'model'}", f"hydra.run.dir={tmp_path / 'ev'}"],
+                               env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    exact = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["test/mse"] == pytest.approx(exact["test/mse"], rel=1e-6)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-from torch.utils.data import DataLoader
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler
 from typing_extensions import override
 
 from informer.data.series import SeriesData, check_windows
@@ -67,9 +68,17 @@ class ETTDataModule(L.LightningDataModule):
         return self.series.schema
 
     def _loader(self, dataset: WindowDataset, train: bool) -> DataLoader:
+        """Under torch.distributed, each rank reads its own share: shuffled and padded for
+        training, unrepeated for val/test so that metrics cover every window exactly once."""
         h = self.hparams
+        sampler = None
+        if dist.is_available() and dist.is_initialized():
+            world, rank = dist.get_world_size(), dist.get_rank()
+            sampler = (DistributedSampler(dataset, world, rank, shuffle=True, drop_last=True)
+                       if train else range(rank, len(dataset), world))
         return DataLoader(dataset, batch_size=h.batch_size if train else
-                          (h.eval_batch_size or h.batch_size), shuffle=train, drop_last=train,
+                          (h.eval_batch_size or h.batch_size),
+                          shuffle=train and sampler is None, sampler=sampler, drop_last=train,
                           num_workers=h.num_workers, collate_fn=collate_batch,
                           persistent_workers=h.num_workers > 0)
 
