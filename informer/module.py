@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torchmetrics import Metric
 from typing_extensions import override
 
+from informer.checkpointing import rng_states, set_rng_states
 from informer.config import InformerConfig
 from informer.evaluation import targets, unscale
 from informer.metrics import N_SUMS, error_sums, metrics_from_sums
@@ -101,6 +102,16 @@ class InformerModule(L.LightningModule):
     @override
     def on_test_epoch_end(self) -> None:
         self._log_metrics("test")
+
+    @override
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the RNG states so a resumed run continues exactly like an uninterrupted one."""
+        checkpoint["rng_states"] = rng_states()
+
+    @override
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "rng_states" in checkpoint:
+            set_rng_states(checkpoint["rng_states"])
 
     @override
     def configure_optimizers(self) -> dict[str, Any]:

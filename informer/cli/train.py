@@ -3,6 +3,7 @@ export the model artifact and write ``metrics.json`` in the run directory."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +13,11 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from informer.artifact import save_artifact
+from informer.checkpointing import AtomicCheckpointIO
 from informer.cli.common import config_dir, user_errors
 from informer.files import atomic_write_json, atomic_write_text
+
+log = logging.getLogger(__name__)
 
 
 def _instantiate_all(group: DictConfig | None) -> list[Any]:
@@ -37,6 +41,17 @@ def plot_test_split(artifact: Path, csv: Path, out_dir: Path, max_origins: int =
                   prefix="test_split")
 
 
+def resume_from(cfg: DictConfig, output_dir: Path) -> str | None:
+    """``ckpt_path`` if set; else, with ``resume``, the run directory's ``last.ckpt``."""
+    if cfg.get("ckpt_path"):
+        return str(cfg.ckpt_path)
+    last = Path(cfg.get("checkpoint_dir") or output_dir / "checkpoints") / "last.ckpt"
+    if cfg.get("resume", True) and last.is_file():
+        log.info("resuming from %s", last)
+        return str(last)
+    return None
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one training job; returns the flat metrics written to ``metrics.json``."""
     if cfg.get("seed") is not None:
@@ -51,12 +66,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
                         c_out=schema.c_out, schema=schema.to_dict())
 
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
-                                     logger=_instantiate_all(cfg.get("logger")) or False)
+                                     logger=_instantiate_all(cfg.get("logger")) or False,
+                                     plugins=[AtomicCheckpointIO()])
     resolved = OmegaConf.to_container(cfg, resolve=True)
     if trainer.is_global_zero:
         atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(resolved))
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from(cfg, output_dir))
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)

@@ -1,0 +1,48 @@
+"""A training job killed with SIGKILL and restarted with the same command ends exactly like an
+uninterrupted seeded run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from tests.conftest import ETT_DIR, TINY
+
+ARGS = ["experiment=etth1_M_24", *TINY, "trainer.max_epochs=4", "trainer.limit_train_batches=30",
+        "trainer.limit_val_batches=2", "trainer.limit_test_batches=3", "plot=false",
+        "callbacks.early_stopping.patience=10"]
+
+
+def command(out) -> list[str]:
+    return [sys.executable, "-m", "informer.cli.train", *ARGS, f"hydra.run.dir={out}"]
+
+
+def test_sigkill_mid_training_then_restart_matches_uninterrupted(tmp_path):
+    env = {**os.environ, "INFORMER_DATA_DIR": str(ETT_DIR)}
+    whole = subprocess.run(command(tmp_path / "whole"), env=env, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+    assert whole.returncode == 0, whole.stderr[-3000:]
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(command(out), env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # into the second epoch
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (out / "metrics.json").exists(), "the job finished before it was killed"
+
+    again = subprocess.run(command(out), env=env, cwd=tmp_path, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming from" in again.stderr + again.stdout
+    expected = json.loads((tmp_path / "whole" / "metrics.json").read_text())
+    resumed = json.loads((out / "metrics.json").read_text())
+    for key in ("test/mse", "test/mae", "val/loss", "train/loss", "epochs"):
+        assert resumed[key] == expected[key], key
