@@ -1,0 +1,205 @@
+"""One self-contained HTML dashboard of forecasts and model versions (QuickSight's role).
+
+Reads a local state directory (or an ``s3://`` prefix, copied locally first): forecast CSVs under
+``forecasts/<group>/v<version>/`` (``date``, predictions per variable, ``<var>_actual`` when
+known), optional ``*by_step*.csv`` error tables, and the model registry. Writes one HTML file
+with plotly.js inlined (no CDN, works offline): actual vs predicted per variable with the
+forecast horizon shaded, error by horizon step, and the table of versions.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+VERSION_DIR = re.compile(r"^v(\d+)$")
+
+
+@dataclass
+class VersionForecasts:
+    group: str
+    version: int
+    frames: list[pd.DataFrame] = field(default_factory=list)
+    by_step: list[pd.DataFrame] = field(default_factory=list)
+
+
+@dataclass
+class DashboardData:
+    versions: list[dict[str, Any]]
+    forecasts: list[VersionForecasts]
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return None
+    return frame if "date" in frame.columns or "step" in frame.columns else None
+
+
+def collect(root: str | Path) -> DashboardData:
+    """Forecasts and registry rows found under a local state directory."""
+    root = Path(root)
+    forecasts = []
+    for group_dir in sorted((root / "forecasts").glob("*")):
+        for version_dir in sorted(group_dir.glob("v*")):
+            match = VERSION_DIR.match(version_dir.name)
+            if not match or not version_dir.is_dir():
+                continue
+            item = VersionForecasts(group_dir.name, int(match.group(1)))
+            for path in sorted(version_dir.rglob("*")):
+                if path.suffix not in (".csv", ".out") or not path.is_file():
+                    continue
+                frame = _read_csv(path)
+                if frame is None:
+                    continue
+                target = item.by_step if "by_step" in path.name else item.frames
+                target.append(frame)
+            forecasts.append(item)
+    versions: list[dict[str, Any]] = []
+    if (root / "registry.db").is_file():
+        from mlops.local.registry import Registry
+
+        versions = Registry(root / "registry.db").packages()
+    return DashboardData(versions, forecasts)
+
+
+def collect_s3(uri: str, workdir: Path) -> DashboardData:
+    """Copy ``s3://bucket/prefix/forecasts/...`` CSVs locally, then :func:`collect`."""
+    import boto3
+
+    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    s3 = boto3.client("s3")
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for obj in page.get("Contents", []):
+            key = obj["Key"]
+            if "forecasts/" not in key or not key.endswith((".csv", ".out")):
+                continue
+            local = workdir / "forecasts" / key.split("forecasts/", 1)[1]
+            local.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, key, str(local))
+    return collect(workdir)
+
+
+def _variables(frame: pd.DataFrame) -> list[str]:
+    skip = {"date", "origin", "step", "id", "series_id"}
+    return [c for c in frame.columns if c not in skip and not c.endswith("_actual")
+            and pd.api.types.is_numeric_dtype(frame[c])]
+
+
+def forecast_figure(item: VersionForecasts, frame: pd.DataFrame, variable: str):
+    import plotly.graph_objects as go
+
+    frame = frame.assign(date=pd.to_datetime(frame["date"])).sort_values("date")
+    fig = go.Figure()
+    actual = f"{variable}_actual"
+    if actual in frame.columns:
+        known = frame[frame[actual].notna()]
+        fig.add_trace(go.Scatter(x=known["date"], y=known[actual], name="actual",
+                                 mode="lines", line={"color": "#1f77b4"}))
+    predicted = frame[frame[variable].notna()]
+    fig.add_trace(go.Scatter(x=predicted["date"], y=predicted[variable], name="predicted",
+                             mode="lines+markers", marker={"size": 4},
+                             line={"color": "#ff7f0e"}))
+    if len(predicted):
+        fig.add_vrect(x0=predicted["date"].min(), x1=predicted["date"].max(),
+                      fillcolor="#ff7f0e", opacity=0.08, line_width=0,
+                      annotation_text="forecast horizon", annotation_position="top left")
+    fig.update_layout(title=f"{item.group} v{item.version}: {variable}", height=360,
+                      margin={"l": 50, "r": 20, "t": 50, "b": 40}, hovermode="x unified",
+                      xaxis={"title": "date"}, yaxis={"title": variable})
+    return fig
+
+
+def error_figure(item: VersionForecasts, by_step: pd.DataFrame):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for column in [c for c in by_step.columns if c != "step"]:
+        fig.add_trace(go.Scatter(x=by_step["step"], y=by_step[column], name=column,
+                                 mode="lines+markers"))
+    fig.update_layout(title=f"{item.group} v{item.version}: error by horizon step", height=320,
+                      xaxis={"title": "horizon step"}, yaxis={"title": "error"},
+                      margin={"l": 50, "r": 20, "t": 50, "b": 40})
+    return fig
+
+
+def versions_table(versions: list[dict[str, Any]]) -> str:
+    head = ("<tr><th>group</th><th>version</th><th>status</th><th>created</th>"
+            "<th>metrics</th></tr>")
+    rows = []
+    for v in versions:
+        metrics = ", ".join(f"{k}={val:.4g}" if isinstance(val, (int, float)) else f"{k}={val}"
+                            for k, val in sorted(_flat(v.get("ModelMetrics") or {}).items()))
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in (
+            v["ModelPackageGroupName"], v["ModelPackageVersion"], v["ModelApprovalStatus"],
+            v["CreationTime"], metrics)) + "</tr>")
+    body = "".join(rows) or "<tr><td colspan=5>no registered versions</td></tr>"
+    return f'<table id="versions">{head}{body}</table>'
+
+
+def _flat(metrics: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, dict):
+            out |= _flat(value, f"{prefix}{key}.")
+        elif not isinstance(value, (list, tuple)):
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def render(data: DashboardData, output: str | Path, title: str = "Informer forecasts") -> Path:
+    """Write the dashboard; returns its path. The file is complete or absent (temp + rename)."""
+    from plotly.offline import get_plotlyjs
+
+    from informer.files import atomic_write_text
+
+    figures = []
+    for item in data.forecasts:
+        for frame in item.frames:
+            if "date" in frame.columns:
+                figures += [forecast_figure(item, frame, v) for v in _variables(frame)]
+        figures += [error_figure(item, b) for b in item.by_step if "step" in b.columns]
+    divs = []
+    for i, fig in enumerate(figures):
+        spec = fig.to_json()  # plotly's encoder: numpy and pandas dates included
+        divs.append(f'<div class="chart" id="chart-{i}"></div><script>Plotly.newPlot('
+                    f'"chart-{i}", ...(s => [s.data, s.layout])({spec}), '
+                    '{"responsive": true, "displaylogo": false});</script>')
+    charts = "\n".join(divs) or "<p>No forecasts yet.</p>"
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:24px;color:#222}} table{{border-collapse:collapse}}
+td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left}}
+.chart{{max-width:1100px}}</style>
+<script>{get_plotlyjs()}</script></head>
+<body><h1>{html.escape(title)}</h1>
+<h2>Model versions</h2>{versions_table(data.versions)}
+<h2>Forecasts</h2>{charts}
+</body></html>
+"""
+    return atomic_write_text(output, page)
+
+
+def build(source: str | Path, output: str | Path) -> Path:
+    """Dashboard from a local state directory or an ``s3://`` prefix."""
+    if str(source).startswith("s3://"):
+        with tempfile.TemporaryDirectory() as tmp:
+            return render(collect_s3(str(source), Path(tmp)), output)
+    return render(collect(source), output)
+
+
+def quicksight_manifest(prefix_uri: str) -> dict[str, Any]:
+    """QuickSight S3 data-source manifest for every forecast CSV under ``prefix_uri``."""
+    if not prefix_uri.startswith("s3://"):
+        raise ValueError(f"prefix: expected an s3:// URI, got {prefix_uri!r}")
+    prefix = prefix_uri if prefix_uri.endswith("/") else prefix_uri + "/"
+    return {"fileLocations": [{"URIPrefixes": [prefix]}],
+            "globalUploadSettings": {"format": "CSV", "delimiter": ",", "textqualifier": '"',
+                                     "containsHeader": "true"}}

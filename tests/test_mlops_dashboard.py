@@ -1,0 +1,85 @@
+"""The dashboard renders in a real (headless) Chromium; the QuickSight manifest is valid."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops.dashboard import build, quicksight_manifest
+from mlops.local.registry import Registry
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's chromium, installed when absent (the test machines run as root)."""
+    path = shutil.which("chromium")
+    if path is None:
+        subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True,
+                       timeout=600)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True,
+                       capture_output=True, timeout=900,
+                       env={"DEBIAN_FRONTEND": "noninteractive",
+                            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"})
+        path = shutil.which("chromium")
+    assert path, "chromium could not be installed"
+    return path
+
+
+def state_dir(root):
+    folder = root / "forecasts" / "informer-etth1" / "v1"
+    folder.mkdir(parents=True)
+    dates = pd.date_range("2018-06-20", periods=120, freq="h")
+    history = pd.DataFrame({"date": dates[:96], "OT_actual": np.sin(np.arange(96) / 5) + 10})
+    future = pd.DataFrame({"date": dates[96:], "OT": np.sin(np.arange(96, 120) / 5) + 10.2})
+    pd.concat([history, future]).to_csv(folder / "forecast.csv", index=False)
+    pd.DataFrame({"step": range(1, 25), "mse_original": np.linspace(1, 3, 24)}) \
+        .to_csv(folder / "backtest_by_step.csv", index=False)
+    registry = Registry(root / "registry.db")
+    registry.register("informer-etth1", "s3://b/m.tar.gz", {"mse": 0.61})
+    registry.set_status("informer-etth1", 1, "Approved")
+    registry.register("informer-etth1", "s3://b/m2.tar.gz", {"mse": 0.7})
+    return root
+
+
+def test_dashboard_renders_in_chromium(tmp_path, chromium):
+    output = build(state_dir(tmp_path / "state"), tmp_path / "dashboard.html")
+    text = output.read_text()
+    assert "Plotly.newPlot" in text and len(text) > 1_000_000  # plotly.js inlined
+    assert not re.search(r"<script[^>]+src=", text) and "<link" not in text  # nothing fetched
+    profile = tmp_path / "profile"
+    dom = subprocess.run([chromium, *FLAGS, f"--user-data-dir={profile}",
+                          "--virtual-time-budget=8000", "--dump-dom", output.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    assert dom.stdout.count('class="main-svg"') >= 2  # both charts drawn as SVG
+    assert dom.stdout.count('class="scatterlayer') >= 2
+    assert "PendingManualApproval" in dom.stdout and "Approved" in dom.stdout
+    shot = tmp_path / "dashboard.png"
+    run = subprocess.run([chromium, *FLAGS, f"--user-data-dir={profile}-2",
+                          "--enable-logging=stderr", "--v=0", "--virtual-time-budget=8000",
+                          "--window-size=1200,1400", f"--screenshot={shot}", output.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0
+    console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == [], console
+    assert shot.stat().st_size > 20_000
+
+
+def test_quicksight_manifest():
+    manifest = quicksight_manifest("s3://bucket/forecasts/informer-etth1")
+    assert manifest == {"fileLocations": [{"URIPrefixes": ["s3://bucket/forecasts/"
+                                                            "informer-etth1/"]}],
+                        "globalUploadSettings": {"format": "CSV", "delimiter": ",",
+                                                 "textqualifier": '"', "containsHeader": "true"}}
+    json.dumps(manifest)
+    with pytest.raises(ValueError, match="expected an s3:// URI"):
+        quicksight_manifest("/local/path")
