@@ -1,0 +1,299 @@
+"""``informer-mlops``: the SageMaker Pipeline and the infrastructure template from the shell.
+
+``pipeline definition|upsert|start|describe`` take Hydra overrides of ``conf/pipeline``
+(``pipeline.bucket=b`` or ``bucket=b``); ``template check|sync`` keep the template's inline
+Lambda code equal to ``mlops/lambda_function.py``. A new command group (``local``,
+``dashboard``) is one more :data:`COMMAND_GROUPS` entry whose subcommands are made with
+:func:`command` and handlers taking ``(args, cfg)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+ROOT = Path(__file__).resolve().parent
+TEMPLATE = ROOT / "infra" / "template.yaml"
+LAMBDA_SOURCE = ROOT / "lambda_function.py"
+OFFLINE_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+               "AWS_SECURITY_TOKEN": "testing", "AWS_SESSION_TOKEN": "testing",
+               "SAGEMAKER_VALIDATE_ROLE": "false"}
+OFFLINE_ROLE = "arn:aws:iam::123456789012:role/informer-sagemaker"
+TELEMETRY_OFF = "SchemaVersion: '1.0'\nSageMaker: {PythonSDK: {Modules: {TelemetryOptOut: true}}}\n"
+
+
+class UserError(Exception):
+    """Bad input: reported as one ``error:`` line, exit code 2."""
+
+
+def load_config(overrides: Sequence[str]) -> dict[str, Any]:
+    """``conf/pipeline`` (option ``default`` unless ``pipeline=<option>``) with ``overrides``
+    (``key=value`` is read as ``pipeline.key=value``), resolved to plain Python."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from informer.cli.common import config_dir
+
+    group, rest = "default", []
+    for item in overrides:
+        match = re.match(r"^([+~]*)(?:pipeline\.)?([^=]+)=(.*)$", item, re.S)
+        if not match:
+            raise UserError(f"{item!r}: expected key=value")
+        lead, key, value = match.groups()
+        if key == "pipeline":
+            group = value
+        else:
+            rest.append(f"{lead}pipeline.{key}={value}")
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            cfg = compose(overrides=[f"+pipeline={group}", *rest])
+        return OmegaConf.to_container(cfg.pipeline, resolve=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise UserError(str(err).strip().splitlines()[0]) from err
+
+
+@contextmanager
+def offline_aws(region: str) -> Iterator[None]:
+    """Fake credentials, role validation and telemetry off, and moto's in-process AWS."""
+    try:
+        from moto import mock_aws
+    except ImportError as err:
+        raise UserError("--offline needs moto (pip install 'informer-mlops[dev]')") from err
+    saved = dict(os.environ)
+    with tempfile.TemporaryDirectory(prefix="informer-sm-config-") as tmp:
+        config = Path(tmp) / "config.yaml"
+        config.write_text(TELEMETRY_OFF)
+        os.environ.update(OFFLINE_ENV, AWS_DEFAULT_REGION=region, AWS_REGION=region,
+                          SAGEMAKER_USER_CONFIG_OVERRIDE=str(config))
+        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
+            os.environ.pop(name, None)
+        try:
+            with mock_aws():
+                yield
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+
+
+def create_bucket(bucket: str, region: str) -> None:
+    """Create ``bucket`` (in moto: the deployed bucket exists in the account)."""
+    import boto3
+
+    where = {} if region == "us-east-1" else {
+        "CreateBucketConfiguration": {"LocationConstraint": region}}
+    boto3.client("s3", region_name=region).create_bucket(Bucket=bucket, **where)
+
+
+def build(cfg: dict[str, Any], role: str | None = None) -> Any:
+    """The pipeline for ``cfg`` (the SDK's default bucket when ``bucket`` is null)."""
+    import boto3
+
+    from mlops.pipeline import get_pipeline
+
+    bucket = cfg.get("bucket")
+    if not bucket:
+        from sagemaker.core.helper.session_helper import Session
+
+        bucket = Session(boto3.Session(region_name=cfg["region"])).default_bucket()
+    return get_pipeline(cfg["region"], role or cfg.get("role_arn") or OFFLINE_ROLE, bucket,
+                        cfg["pipeline_name"], cfg["model_package_group"], cfg["base_job_prefix"],
+                        settings=cfg)
+
+
+def cmd_definition(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    import boto3
+
+    offline = args.offline or (not args.online and boto3.Session().get_credentials() is None)
+    with offline_aws(cfg["region"]) if offline else nullcontext():
+        if offline and cfg.get("bucket"):
+            create_bucket(cfg["bucket"], cfg["region"])
+        definition = build(cfg).definition()
+    print(json.dumps(json.loads(definition), indent=2))
+
+
+def cmd_upsert(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    role = args.role_arn or cfg.get("role_arn")
+    if not role:
+        raise UserError("role_arn: upsert needs the SageMaker execution role; pass --role-arn "
+                        "ARN, pipeline.role_arn=ARN or set SAGEMAKER_ROLE_ARN")
+    response = build(cfg, role).upsert(role_arn=role, description=cfg.get("description"))
+    print(json.dumps({"PipelineArn": response.get("PipelineArn")}, indent=2))
+
+
+def start_parameters(args: argparse.Namespace, declared: dict[str, Any]) -> dict[str, str]:
+    """``-p Name=Value`` and ``--input s3://bucket/prefix``, checked against ``declared``."""
+    values: dict[str, str] = {}
+    if args.input:
+        match = re.match(r"^s3://([^/]+)/?(.*)$", args.input)
+        if not match:
+            raise UserError(f"--input: expected s3://bucket/prefix, got {args.input!r}")
+        values.update(InputDataBucket=match.group(1), InputDataPrefix=match.group(2))
+    for item in args.parameter or []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"-p {item!r}: expected Name=Value")
+        values[name] = value
+    unknown = sorted(set(values) - set(declared))
+    if unknown:
+        raise UserError(f"parameter {', '.join(unknown)}: not a parameter of the pipeline; "
+                        f"expected one of {sorted(declared)}")
+    return values
+
+
+def cmd_start(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    import boto3
+
+    client = boto3.client("sagemaker", region_name=cfg["region"])
+    described = client.describe_pipeline(PipelineName=cfg["pipeline_name"])
+    declared = {p["Name"]: p for p in
+                json.loads(described["PipelineDefinition"]).get("Parameters", [])}
+    values = start_parameters(args, declared)
+    response = client.start_pipeline_execution(
+        PipelineName=cfg["pipeline_name"],
+        PipelineParameters=[{"Name": k, "Value": str(v)} for k, v in values.items()])
+    print(json.dumps({"PipelineExecutionArn": response["PipelineExecutionArn"],
+                      "Parameters": values}, indent=2))
+
+
+def describe_latest(client: Any, pipeline_name: str) -> dict[str, Any]:
+    """The latest execution with its parameters and (where the API answers) its steps."""
+    summaries = client.list_pipeline_executions(
+        PipelineName=pipeline_name, SortBy="CreationTime", SortOrder="Descending",
+        MaxResults=1).get("PipelineExecutionSummaries", [])
+    if not summaries:
+        return {"PipelineName": pipeline_name, "LatestExecution": None}
+    arn = summaries[0]["PipelineExecutionArn"]
+    execution = client.describe_pipeline_execution(PipelineExecutionArn=arn)
+    execution.pop("ResponseMetadata", None)
+    for key, call, field in (
+            ("Parameters", client.list_pipeline_parameters_for_execution, "PipelineParameters"),
+            ("Steps", client.list_pipeline_execution_steps, "PipelineExecutionSteps")):
+        try:
+            execution[key] = call(PipelineExecutionArn=arn).get(field, [])
+        except Exception as err:  # noqa: BLE001 - extra information only
+            execution[key] = f"unavailable ({type(err).__name__})"
+    return {"PipelineName": pipeline_name, "LatestExecution": execution}
+
+
+def cmd_describe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    import boto3
+
+    client = boto3.client("sagemaker", region_name=cfg["region"])
+    print(json.dumps(describe_latest(client, cfg["pipeline_name"]), indent=2, default=str))
+
+
+def command(sub: Any, name: str, text: str, handler: Callable[..., None],
+            config: bool = True) -> argparse.ArgumentParser:
+    """A subcommand calling ``handler(args, cfg)``; ``config``: it takes conf/pipeline
+    overrides (``cfg`` is then the composed ``pipeline`` config, else ``{}``)."""
+    p = sub.add_parser(name, help=text, description=text)
+    if config:
+        p.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="override of conf/pipeline (pipeline.key=value or key=value)")
+    p.set_defaults(handler=handler, config=config)
+    return p
+
+
+def _add_pipeline(sub: Any) -> None:
+    p = command(sub, "definition", "print the pipeline definition JSON", cmd_definition)
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--offline", action="store_true",
+                      help="moto and fake credentials (default when no credentials are found)")
+    mode.add_argument("--online", action="store_true", help="use the AWS account")
+    p = command(sub, "upsert", "create or update the pipeline", cmd_upsert)
+    p.add_argument("--role-arn", help="SageMaker execution role (default: pipeline.role_arn)")
+    p = command(sub, "start", "start an execution", cmd_start)
+    p.add_argument("--input", help="input data s3://bucket/prefix")
+    p.add_argument("-p", "--parameter", action="append", metavar="NAME=VALUE",
+                   help="pipeline parameter override (repeatable)")
+    command(sub, "describe", "show the latest execution", cmd_describe)
+
+
+def _zipfile(text: str) -> tuple[re.Match, int]:
+    match = re.search(r"^( *)ZipFile: \|\n((?:(?:\1  [^\n]*)?\n)*)", text, re.M)
+    if not match:
+        raise UserError(f"{TEMPLATE}: no 'ZipFile: |' block")
+    return match, len(match.group(1)) + 2
+
+
+def template_code(text: str) -> str:
+    """The code in the template's ``ZipFile: |`` block."""
+    match, indent = _zipfile(text)
+    body = match.group(2).rstrip("\n") + "\n"
+    return "".join(line[indent:] + "\n" if line.strip() else "\n"
+                   for line in body.splitlines())
+
+
+def sync_template(template: Path = TEMPLATE, source: Path = LAMBDA_SOURCE) -> bool:
+    """Copy ``source`` into the template's ZipFile block; ``True`` when it changed."""
+    text, wanted = template.read_text(), source.read_text()
+    if template_code(text) == wanted:
+        return False
+    match, indent = _zipfile(text)
+    tail = match.group(2)[len(match.group(2).rstrip("\n")) + 1:]
+    body = "".join(" " * indent + line + "\n" if line.strip() else "\n"
+                   for line in wanted.splitlines())
+    template.write_text(text[:match.start(2)] + body + tail + text[match.end(2):])
+    return True
+
+
+def cmd_template(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    if args.action == "sync":
+        print("updated" if sync_template() else "up to date", TEMPLATE)
+        return
+    if template_code(TEMPLATE.read_text()) != LAMBDA_SOURCE.read_text():
+        raise UserError(f"{TEMPLATE}: the inline Lambda code differs from {LAMBDA_SOURCE}; "
+                        f"run informer-mlops template sync")
+    print("in sync", TEMPLATE)
+
+
+def _add_template(sub: Any) -> None:
+    for action in ("check", "sync"):
+        command(sub, action, f"{action} the inline Lambda code of the template", cmd_template,
+                config=False).set_defaults(action=action)
+
+
+COMMAND_GROUPS: list[tuple[str, str, Callable[[Any], None]]] = [
+    ("pipeline", "the SageMaker Pipeline", _add_pipeline),
+    ("template", "the CloudFormation template", _add_template),
+]
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="informer-mlops", description=__doc__.split("\n\n")[0])
+    groups = top.add_subparsers(dest="group", required=True)
+    for name, text, add in COMMAND_GROUPS:
+        add(groups.add_parser(name, help=text).add_subparsers(dest="command", required=True))
+    return top
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        cfg = load_config(args.overrides) if args.config else {}
+        region = os.environ.get("AWS_DEFAULT_REGION") or cfg.get("region")
+        with mock.patch.dict(os.environ, {"AWS_DEFAULT_REGION": region} if region else {}):
+            args.handler(args, cfg)  # the SDK needs a region when it is imported
+    except (UserError, ValueError) as err:
+        print(f"error: {str(err).strip().splitlines()[0]}", file=sys.stderr)
+        sys.exit(2)
+    except (BotoCoreError, ClientError) as err:
+        print(f"error: AWS: {str(err).strip().splitlines()[0]}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""SageMaker PyTorch serving handlers: ``model_fn``, ``input_fn``, ``predict_fn``, ``output_fn``.
+
+Copied to ``code/inference.py`` in ``model.tar.gz``. Imports torch, numpy, pandas and the
+serving part of ``informer`` only (no Lightning, no Hydra), no S3 calls, no side effects.
+
+Requests (``Content-Type``):
+
+- ``text/csv``: one history, header ``date,<columns>`` and at least ``seq_len`` rows;
+- ``application/jsonlines``: one JSON object per line, ``{"id": ..., "history": ...}`` where
+  ``history`` is a list of row objects (``{"date": ..., "OT": ...}``) or an object of columns
+  (``{"date": [...], "OT": [...]}``); one output line per input line, in order (Batch
+  Transform with ``SplitType=Line``, ``BatchStrategy=MultiRecord``, ``AssembleWith=Line``);
+- ``application/json``: one such object, a list of them or ``{"instances": [...]}``.
+
+Responses (``Accept``): ``text/csv`` (``date,<predicted columns>``, plus a leading ``id`` column
+when the request held records), ``application/jsonlines`` (``{"id", "forecast": {"date": [...],
+"<column>": [...]}}`` per line) or ``application/json`` (``{"predictions": [...]}``); by default
+the request's own format. Dates are ISO 8601, values in original units. Bodies never end with a
+newline (Batch Transform's ``AssembleWith=Line`` adds one per response). Bad payloads raise
+:class:`PayloadError` (HTTP 400, 415 or 406).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from informer.errors import InformerError
+from informer.forecast import Forecaster
+
+CSV, JSONLINES, JSON = "text/csv", "application/jsonlines", "application/json"
+_ALIASES = {"text/csv": CSV, "application/csv": CSV, "application/jsonlines": JSONLINES,
+            "application/x-jsonlines": JSONLINES, "application/jsonl": JSONLINES,
+            "application/x-ndjson": JSONLINES, "application/json": JSON}
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%S"
+
+try:  # inside the SageMaker inference toolkit its errors set the HTTP status
+    from sagemaker_inference.errors import GenericInferenceToolkitError as _ToolkitError
+except ImportError:  # pragma: no cover - outside the AWS containers
+    class _ToolkitError(Exception):  # noqa: N818
+        """Stand-in with the toolkit's ``status_code``/``message``/``phrase`` fields."""
+
+
+class PayloadError(InformerError, _ToolkitError):
+    """A request the model cannot serve; ``status_code`` is the HTTP status to answer."""
+
+    def __init__(self, message: str, status_code: int = 400) -> None:
+        Exception.__init__(self, message)
+        self.status_code, self.message, self.phrase = status_code, message, message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@dataclass
+class Request:
+    kind: str  # content type of the request
+    ids: list[Any]
+    histories: list[pd.DataFrame]
+
+
+@dataclass
+class Prediction:
+    kind: str
+    ids: list[Any]
+    forecasts: list[pd.DataFrame]
+
+
+def media_type(value: str | None, default: str | None = None, what: str = "content type"
+               ) -> str:
+    """The canonical media type of a Content-Type/Accept header (parameters dropped)."""
+    if not value or value.strip() in ("*/*", ""):
+        if default:
+            return default
+        raise PayloadError(f"{what}: missing; expected one of {sorted(set(_ALIASES.values()))}",
+                           415)
+    for part in value.split(","):  # Accept may list several types
+        base = part.split(";")[0].strip().lower()
+        if base in _ALIASES:
+            return _ALIASES[base]
+        if base == "*/*" and default:
+            return default
+    status = 406 if what == "accept" else 415
+    raise PayloadError(f"{what}: {value!r} is not supported; expected one of "
+                       f"{sorted(set(_ALIASES.values()))}", status)
+
+
+def model_fn(model_dir: str) -> Forecaster:
+    """The verified artifact in ``model_dir`` (on the GPU when there is one)."""
+    import torch
+
+    from informer.artifact import load_model
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return Forecaster(load_model(model_dir, map_location=device))
+
+
+def _text(body: bytes | bytearray | str) -> str:
+    if isinstance(body, (bytes, bytearray)):
+        try:
+            body = bytes(body).decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise PayloadError(f"body: not UTF-8 text ({err.reason} at byte {err.start})") \
+                from err
+    if not body.strip():
+        raise PayloadError("body: empty; expected a history with a header and rows")
+    return body
+
+
+def _history(record: Any, where: str, default_id: int) -> tuple[Any, pd.DataFrame]:
+    """``(id, frame)`` from one JSON record; the id defaults to the record's position."""
+    if not isinstance(record, dict) or "history" not in record:
+        raise PayloadError(f"{where}: expected an object with 'history' (and optionally 'id'), "
+                           f"got {type(record).__name__}"
+                           + (f" with keys {sorted(record)}" if isinstance(record, dict) else ""))
+    history = record["history"]
+    try:
+        if isinstance(history, list) and all(isinstance(r, dict) for r in history):
+            frame = pd.DataFrame.from_records(history)
+        elif isinstance(history, dict) and all(isinstance(v, list) for v in history.values()):
+            frame = pd.DataFrame(history)
+        else:
+            raise ValueError("expected a list of row objects or an object of column lists")
+    except ValueError as err:
+        raise PayloadError(f"{where}: history: {str(err).splitlines()[0]}") from err
+    if "date" in frame.columns:
+        frame["date"] = frame["date"].astype(str)
+    return record.get("id", default_id), frame
+
+
+def input_fn(body: bytes | bytearray | str, content_type: str | None) -> Request:
+    """Parse a request body into histories (no validation against the model yet)."""
+    kind = media_type(content_type)
+    text = _text(body)
+    if kind == CSV:
+        try:
+            frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
+            raise PayloadError(f"body: not a readable CSV ({str(err).strip().splitlines()[0]})") \
+                from err
+        return Request(kind, [None], [frame])
+    if kind == JSONLINES:
+        records = []
+        for n, line in enumerate(text.splitlines(), 1):
+            if line.strip():
+                try:
+                    records.append((n, json.loads(line)))
+                except json.JSONDecodeError as err:
+                    raise PayloadError(f"line {n}: not valid JSON ({err.msg} at column "
+                                       f"{err.colno})") from err
+    else:
+        try:
+            payload = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise PayloadError(f"body: not valid JSON ({err.msg} at line {err.lineno} column "
+                               f"{err.colno})") from err
+        if isinstance(payload, dict) and "instances" in payload:
+            payload = payload["instances"]
+        payload = payload if isinstance(payload, list) else [payload]
+        records = list(enumerate(payload, 1))
+    label = "line" if kind == JSONLINES else "record"
+    parsed = [_history(record, f"{label} {n}", i) for i, (n, record) in enumerate(records, 1)]
+    if not parsed:
+        raise PayloadError("body: no records; expected at least one history")
+    return Request(kind, [i for i, _ in parsed], [f for _, f in parsed])
+
+
+def predict_fn(data: Request, model: Forecaster) -> Prediction:
+    """Forecast every history of the request in one batched pass."""
+    try:
+        forecasts = model.forecast_many(data.histories,
+                                        where="body" if data.kind == CSV else "input")
+    except PayloadError:
+        raise
+    except InformerError as err:
+        raise PayloadError(str(err)) from err
+    return Prediction(data.kind, data.ids, forecasts)
+
+
+def _columns(frame: pd.DataFrame) -> dict[str, list]:
+    out: dict[str, list] = {"date": frame["date"].dt.strftime(DATE_FORMAT).tolist()}
+    out.update({c: frame[c].astype(float).tolist() for c in frame.columns if c != "date"})
+    return out
+
+
+def output_fn(prediction: Prediction, accept: str | None) -> tuple[str, str]:
+    """``(body, content type)`` in the requested format."""
+    kind = media_type(accept, default=prediction.kind, what="accept")
+    if kind == CSV:
+        frames = []
+        for i, frame in zip(prediction.ids, prediction.forecasts):
+            if prediction.kind != CSV:
+                frame = frame.copy()
+                frame.insert(0, "id", i)
+            frames.append(frame)
+        table = pd.concat(frames, ignore_index=True)
+        return table.to_csv(index=False, date_format=DATE_FORMAT).rstrip("\n"), CSV
+    records = [{"id": i, "forecast": _columns(f)}
+               for i, f in zip(prediction.ids, prediction.forecasts)]
+    if kind == JSONLINES:
+        return "\n".join(json.dumps(r) for r in records), JSONLINES
+    return json.dumps({"predictions": records}), JSON

@@ -1,0 +1,238 @@
+"""Serving handlers (CSV, JSON Lines, JSON), the HTTP server and the local Batch Transform."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from informer.artifact import save_artifact
+from informer.config import InformerConfig
+from informer.data.series import SeriesData
+from informer.forecast import Forecaster
+from informer.nn.model import Informer
+from sagemaker_jobs import inference, serve, transform
+from sagemaker_jobs.package import package_model
+from tests.conftest import ETT_DIR
+
+WINDOWS = {"seq_len": 48, "label_len": 48, "pred_len": 24}
+ETT = pd.read_csv(ETT_DIR / "ETTh1.csv", nrows=400)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    """A model directory as a training job leaves it (untrained tiny network + code/)."""
+    tmp = tmp_path_factory.mktemp("serving")
+    series = SeriesData.fit(ETT_DIR / "ETTh1.csv", split="ett_hour", **WINDOWS)
+    torch.manual_seed(0)
+    net = Informer(InformerConfig(enc_in=7, dec_in=7, c_out=7, d_model=16, n_heads=2, d_ff=32,
+                                  factor=3, **WINDOWS))
+    artifact = save_artifact(tmp / "artifact", net.eval(), series.schema)
+    return package_model(artifact, tmp / "model")
+
+
+@pytest.fixture(scope="module")
+def model(model_dir):
+    return inference.model_fn(str(model_dir))
+
+
+def history(start: int, rows: int = 60) -> pd.DataFrame:
+    return ETT.iloc[start:start + rows].reset_index(drop=True)
+
+
+def call(model, body, content_type, accept=None):
+    return inference.output_fn(inference.predict_fn(inference.input_fn(body, content_type),
+                                                    model), accept)
+
+
+# handlers -------------------------------------------------------------------------------------
+def test_csv_round_trip_gives_future_timestamps_in_original_units(model):
+    frame = history(100)
+    body, kind = call(model, frame.to_csv(index=False).encode(), "text/csv; charset=utf-8",
+                      "text/csv")
+    assert kind == "text/csv" and not body.endswith("\n")
+    result = pd.read_csv(io.StringIO(body), parse_dates=["date"])
+    assert list(result.columns) == ["date", *model.schema.predicted]
+    last = pd.Timestamp(frame["date"].iloc[-1])
+    assert list(result["date"]) == list(pd.date_range(last + pd.Timedelta("1h"), periods=24,
+                                                      freq="h"))
+    expected = Forecaster.forecast(model, frame)
+    for column in model.schema.predicted:
+        assert result[column].tolist() == pytest.approx(expected[column].tolist(), rel=1e-12)
+    assert abs(result["OT"].mean() - frame["OT"].mean()) < 30  # units, not standardised
+
+
+def test_jsonlines_one_output_line_per_input_line_in_order(model):
+    rows = history(0, 60).assign(date=lambda f: f["date"].astype(str))
+    columns_form = {k: v.tolist() for k, v in history(200).items()}
+    lines = [json.dumps({"id": "a", "history": rows.to_dict(orient="records")}),
+             json.dumps({"id": 7, "history": columns_form}),
+             json.dumps({"history": history(300, 48).to_dict(orient="records")})]
+    body, kind = call(model, "\n".join(lines) + "\n", "application/jsonlines")
+    assert kind == "application/jsonlines"
+    out = [json.loads(line) for line in body.split("\n")]
+    assert [o["id"] for o in out] == ["a", 7, 3]  # a missing id is the record's position
+    for record, start, rows_ in zip(out, (0, 200, 300), (60, 60, 48)):
+        expected = Forecaster.forecast(model, history(start, rows_))
+        assert record["forecast"]["date"][0] == \
+            expected["date"].iloc[0].strftime("%Y-%m-%dT%H:%M:%S")
+        assert record["forecast"]["OT"] == pytest.approx(expected["OT"].tolist(), rel=1e-12)
+    as_csv, kind = call(model, "\n".join(lines), "application/jsonlines", "text/csv")
+    table = pd.read_csv(io.StringIO(as_csv))
+    assert kind == "text/csv" and table["id"].astype(str).tolist() == \
+        ["a"] * 24 + ["7"] * 24 + ["3"] * 24
+
+
+def test_json_instances_and_single_objects(model):
+    one = {"id": "x", "history": history(10).to_dict(orient="list")}
+    body, kind = call(model, json.dumps({"instances": [one, one]}), "application/json")
+    predictions = json.loads(body)["predictions"]
+    assert kind == "application/json" and [p["id"] for p in predictions] == ["x", "x"]
+    assert predictions[0] == predictions[1]
+    body, _ = call(model, json.dumps(one), "application/json", "application/jsonlines")
+    assert json.loads(body) == predictions[0]
+
+
+HEADER = "date,HUFL,HULL,MUFL,MULL,LUFL,LULL,OT"
+
+
+@pytest.mark.parametrize("body, content_type, accept, status, message", [
+    (b"", "text/csv", None, 400, "body: empty"),
+    (b"a,b\n1,2", "application/x-parquet", None, 415, "content type: 'application/x-parquet' "
+                                                       "is not supported"),
+    (None, "text/csv", "image/png", 406, "accept: 'image/png' is not supported"),
+    (b'{"history": []}\n{"id": 2,', "application/jsonlines", None, 400,
+     "line 2: not valid JSON"),
+    (b'{"id": 1, "rows": []}', "application/jsonlines", None, 400,
+     "line 1: expected an object with 'history'"),
+    (b"\xff\xfe", "text/csv", None, 400, "body: not UTF-8 text"),
+    (HEADER.replace(",OT", "") + "\n2016-07-01 00:00:00,1,2,3,4,5,6\n", "text/csv", None, 400,
+     "body: missing column(s) ['OT']"),
+    ("short", "text/csv", None, 400, "body: 10 rows; expected at least seq_len = 48 rows"),
+    ("nan", "text/csv", None, 400, "column 'OT' line 7: expected a finite number"),
+])
+def test_bad_payloads_are_4xx_with_one_clear_line(model, body, content_type, accept, status,
+                                                  message):
+    if body is None:
+        body = history(0).to_csv(index=False)
+    elif body == "short":
+        body = history(0, 10).to_csv(index=False)
+    elif body == "nan":
+        frame = history(0).astype({"OT": object})
+        frame.loc[5, "OT"] = "n/a"
+        body = frame.to_csv(index=False)
+    with pytest.raises(inference.PayloadError) as info:
+        call(model, body, content_type, accept)
+    assert info.value.status_code == status
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+# HTTP server ------------------------------------------------------------------------------------
+@pytest.fixture
+def server(model_dir, monkeypatch):
+    monkeypatch.setenv("SAGEMAKER_MAX_PAYLOAD_IN_MB", "0.05")
+    httpd = serve.make_server(str(model_dir), "127.0.0.1", 0, verbose=False)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def http(url: str, data: bytes | None = None, headers: dict | None = None):
+    request = urllib.request.Request(url, data=data, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers.get("Content-Type"), response.read()
+    except urllib.error.HTTPError as err:
+        return err.code, err.headers.get("Content-Type"), err.read()
+
+
+def test_server_ping_invocations_and_payload_limit(server):
+    assert http(f"{server}/ping")[0] == 200
+    status, kind, body = http(f"{server}/invocations", history(0).to_csv(index=False).encode(),
+                              {"Content-Type": "text/csv", "Accept": "application/jsonlines"})
+    assert (status, kind) == (200, "application/jsonlines")
+    assert len(json.loads(body)["forecast"]["OT"]) == 24
+    status, _, body = http(f"{server}/invocations", b"date,OT\n", {"Content-Type": "text/csv"})
+    assert status == 400 and body.startswith(b"error: body: missing column(s)")
+    big = ETT.to_csv(index=False).encode() * 2  # ~60 kB > 0.05 MB
+    status, _, body = http(f"{server}/invocations", big, {"Content-Type": "text/csv"})
+    assert status == 413 and b"SAGEMAKER_MAX_PAYLOAD_IN_MB" in body
+    status, kind, body = http(f"{server}/execution-parameters")
+    assert status == 200 and json.loads(body)["BatchStrategy"] == "MultiRecord"
+    assert http(f"{server}/other")[0] == 404
+
+
+def test_server_port_comes_from_sagemaker_bind_to_port(model_dir, monkeypatch):
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("SAGEMAKER_BIND_TO_PORT", str(port))
+    httpd = serve.make_server(str(model_dir), "127.0.0.1", verbose=False)
+    try:
+        assert httpd.server_address[1] == port
+    finally:
+        httpd.server_close()
+
+
+# local Batch Transform --------------------------------------------------------------------------
+def write_jsonl(path: Path, n: int) -> list[str]:
+    ids = [f"s{i:02d}" for i in range(n)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"id": i, "history": history(5 * k).to_dict("list")},
+                                       default=str) + "\n" for k, i in enumerate(ids)))
+    return ids
+
+
+def test_transform_line_multirecord_keeps_order_and_count(model_dir, tmp_path):
+    ids = write_jsonl(tmp_path / "in" / "batch.jsonl", 12)
+    data = (tmp_path / "in" / "batch.jsonl").read_bytes()
+    max_bytes = len(data) // 4  # several mini-batches
+    batches = list(transform.requests(data, "Line", "MultiRecord", max_bytes, "x"))
+    assert 4 <= len(batches) < 12 and all(len(b) <= max_bytes for _, b in batches)
+    assert sum(len(b.split(b"\n")) for _, b in batches) == 12
+    assert len(list(transform.requests(data, "Line", "SingleRecord", max_bytes, "x"))) == 12
+    (written,) = transform.run(str(model_dir), tmp_path / "in", tmp_path / "out",
+                               split_type="Line", strategy="MultiRecord",
+                               max_payload_mb=max_bytes / 2**20, assemble_with="Line")
+    assert written == tmp_path / "out" / "batch.jsonl.out"
+    lines = written.read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == ids
+
+
+def test_transform_whole_files_and_folders(model_dir, tmp_path):
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    history(0).to_csv(tmp_path / "in" / "a.csv", index=False)
+    history(50).to_csv(tmp_path / "in" / "sub" / "b.csv", index=False)
+    (tmp_path / "in" / ".hidden").write_text("x")
+    written = transform.run(str(model_dir), tmp_path / "in", tmp_path / "out")
+    assert written == [tmp_path / "out" / "a.csv.out", tmp_path / "out" / "sub" / "b.csv.out"]
+    assert len(pd.read_csv(written[1])) == 24
+
+
+def test_transform_fails_like_a_transform_job(model_dir, tmp_path, capsys):
+    write_jsonl(tmp_path / "in.jsonl", 3)
+    lines = (tmp_path / "in.jsonl").read_text().splitlines()
+    lines[1] = json.dumps({"id": "bad", "history": history(0, 5).to_dict("list")}, default=str)
+    (tmp_path / "in.jsonl").write_text("\n".join(lines))
+    with pytest.raises(SystemExit) as info:
+        transform.main(["--model-dir", str(model_dir), "--input", str(tmp_path / "in.jsonl"),
+                        "--output", str(tmp_path / "out"), "--split-type", "Line",
+                        "--batch-strategy", "SingleRecord"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "in.jsonl: record 2: HTTP 400: input: 5 rows; expected at least seq_len" in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(Exception, match=r"record 1 is \d+ bytes, over MaxPayloadInMB"):
+        transform.run(str(model_dir), tmp_path / "in.jsonl", tmp_path / "out",
+                      split_type="Line", max_payload_mb=0.001)
