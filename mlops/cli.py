@@ -264,9 +264,24 @@ def _add_template(sub: Any) -> None:
                 config=False).set_defaults(action=action)
 
 
+def _add_local(sub: Any) -> None:
+    from mlops.local.cli import add_local
+
+    add_local(sub)
+
+
+def _add_dashboard(sub: Any) -> None:
+    from mlops.local.cli import add_dashboard
+
+    add_dashboard(sub)
+
+
 COMMAND_GROUPS: list[tuple[str, str, Callable[[Any], None]]] = [
     ("pipeline", "the SageMaker Pipeline", _add_pipeline),
     ("template", "the CloudFormation template", _add_template),
+    ("local", "the whole loop on this machine, no AWS", _add_local),
+    ("dashboard", "the HTML forecast dashboard (dashboard [source=...] output=...)",
+     _add_dashboard),
 ]
 
 
@@ -279,6 +294,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["dashboard"] and argv[1:2] not in (["build"], ["-h"], ["--help"]):
+        argv.insert(1, "build")  # `informer-mlops dashboard source=... output=...`
     args = parser().parse_args(argv)
     from botocore.exceptions import BotoCoreError, ClientError
 

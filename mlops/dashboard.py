@@ -19,6 +19,8 @@ from typing import Any
 import pandas as pd
 
 VERSION_DIR = re.compile(r"^v(\d+)$")
+KEY_METRICS = [f"regression_metrics.{m}.value" for m in ("mse", "mae", "mse_original",
+                                                          "mae_original")]
 
 
 @dataclass
@@ -135,8 +137,10 @@ def versions_table(versions: list[dict[str, Any]]) -> str:
             "<th>metrics</th></tr>")
     rows = []
     for v in versions:
+        flat = _flat(v.get("ModelMetrics") or {})
+        shown = {k.split(".")[1]: flat[k] for k in KEY_METRICS if k in flat} or flat
         metrics = ", ".join(f"{k}={val:.4g}" if isinstance(val, (int, float)) else f"{k}={val}"
-                            for k, val in sorted(_flat(v.get("ModelMetrics") or {}).items()))
+                            for k, val in shown.items())
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in (
             v["ModelPackageGroupName"], v["ModelPackageVersion"], v["ModelApprovalStatus"],
             v["CreationTime"], metrics)) + "</tr>")

@@ -1,0 +1,61 @@
+"""Approve or reject a registered version and deliver the resulting "SageMaker Model Package
+State Change" event to the same Lambda handler AWS runs, with the local SageMaker client.
+
+The status change and its event are stored in one registry transaction; an event is marked
+delivered only after the handler returned, and every command first re-delivers what a crash
+left undelivered (the handler's idempotency keeps that to one transform job).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from mlops import lambda_function
+from mlops.local.client import LocalSageMaker
+from mlops.local.registry import ACCOUNT, REGION, Registry, now
+from mlops.local.state import StateDir
+
+LOCAL_ROLE = f"arn:aws:iam::{ACCOUNT}:role/informer-local"
+
+
+def state_change_event(package: dict[str, Any]) -> dict[str, Any]:
+    """The EventBridge event for ``package`` (DescribeModelPackage fields)."""
+    detail = {k: package[k] for k in (
+        "ModelPackageGroupName", "ModelPackageVersion", "ModelPackageArn", "CreationTime",
+        "InferenceSpecification", "ModelPackageStatus", "ModelApprovalStatus",
+        "LastModifiedTime")}
+    detail["ModelMetrics"] = package.get("ModelMetrics") or {}
+    detail["MetadataProperties"] = {"GeneratedBy": "informer-mlops local run"}
+    return {"version": "0", "id": str(uuid.uuid4()), "source": lambda_function.SOURCE,
+            "detail-type": lambda_function.DETAIL_TYPE, "account": ACCOUNT, "time": now(),
+            "region": REGION, "resources": [package["ModelPackageArn"]], "detail": detail}
+
+
+def lambda_environment(state: StateDir, group: str) -> dict[str, str]:
+    """The Lambda's settings for the local loop: histories under ``batch-input/<group>/``."""
+    return {"SAGEMAKER_ROLE_ARN": LOCAL_ROLE, "BUCKET": state.bucket,
+            "TRANSFORM_INPUT_PREFIX": f"batch-input/{group}/", "FORECAST_PREFIX": "forecasts",
+            "CONTENT_TYPE": "text/csv", "ACCEPT": "text/csv", "SPLIT_TYPE": "None",
+            "BATCH_STRATEGY": "SingleRecord", "TRANSFORM_INSTANCE_TYPE": "local"}
+
+
+def deliver_pending(state: StateDir, registry: Registry) -> list[dict[str, Any]]:
+    """Run the handler for every undelivered event, oldest first."""
+    results = []
+    client = LocalSageMaker(state, registry)
+    for event_id, event in registry.pending_events():
+        group = event["detail"]["ModelPackageGroupName"]
+        results.append(lambda_function.lambda_handler(
+            event, client=client, environ=lambda_environment(state, group)))
+        registry.mark_delivered(event_id)
+    return results
+
+
+def change_status(state: StateDir, group: str, version: int | None, status: str
+                  ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Set the status (queuing the event atomically), then deliver the outstanding events."""
+    registry = Registry(state.registry)
+    deliver_pending(state, registry)  # first repair what an earlier crash left behind
+    package, _ = registry.set_status(group, version, status, make_event=state_change_event)
+    return package, deliver_pending(state, registry)

@@ -1,0 +1,184 @@
+"""``informer-mlops local run|approve|reject|status`` and ``informer-mlops dashboard``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from informer.errors import InformerError
+from mlops.local.registry import RegistryError
+from mlops.local.state import ENV_STATE_DIR, StateDir
+
+RUN_KEYS = ("data", "experiment", "group", "mse_threshold", "approval_status")
+
+
+def _state(args: argparse.Namespace) -> StateDir:
+    return StateDir.resolve(args.state_dir)
+
+
+def _default_data() -> Path:
+    return Path(os.environ.get("INFORMER_DATA_DIR", "data")) / "ETTh1.csv"
+
+
+def settings_from(tokens: list[str]) -> Any:
+    """``key=value`` tokens: run settings (``data``, ``experiment``, ``group``,
+    ``mse_threshold``, ``approval_status``) and, for the rest, training overrides."""
+    from mlops.cli import UserError, load_config
+    from mlops.local.runner import RunSettings
+
+    pipeline = load_config([])
+    values: dict[str, str] = {}
+    overrides = []
+    for token in tokens:
+        key, sep, value = token.partition("=")
+        if not sep:
+            raise UserError(f"{token!r}: expected key=value")
+        (values.__setitem__(key, value) if key in RUN_KEYS else overrides.append(token))
+    params = pipeline["parameters"]
+    try:
+        threshold = float(values.get("mse_threshold", params["mse_threshold"]))
+    except ValueError as err:
+        raise UserError(f"mse_threshold: expected a number, got "
+                        f"{values['mse_threshold']!r}") from err
+    if threshold <= 0:
+        raise UserError(f"mse_threshold: expected a positive number, got {threshold}")
+    from mlops.local.registry import check_status
+
+    status = values.get("approval_status", params["approval_status"])
+    check_status(status)
+    return RunSettings(
+        data=Path(values.get("data") or _default_data()).expanduser().resolve(),
+        experiment=values.get("experiment", "quickstart"), overrides=overrides,
+        group=values.get("group", pipeline["model_package_group"]),
+        prefix=pipeline["base_job_prefix"], data_prefix=pipeline["data_prefix"],
+        mse_threshold=threshold, approval_status=status)
+
+
+def _recover(state: StateDir, quiet: bool = False) -> list[dict[str, Any]]:
+    """Deliver the events an interrupted command left behind (every local command does)."""
+    from mlops.local.approval import deliver_pending
+    from mlops.local.registry import Registry
+
+    results = deliver_pending(state, Registry(state.registry))
+    for result in results if not quiet else ():
+        print(f"re-delivered a pending event: {json.dumps(result, default=str)}")
+    return results
+
+
+def cmd_run(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from mlops.local.runner import run_pipeline
+
+    state = _state(args)
+    _recover(state)
+    summary = run_pipeline(state, settings_from(args.tokens))
+    package = summary["package"]
+    print(f"registered {package['ModelPackageGroupName']} v{package['ModelPackageVersion']} "
+          f"as {package['ModelApprovalStatus']}; approve it with: informer-mlops local approve "
+          f"{package['ModelPackageGroupName']} --version {package['ModelPackageVersion']}")
+
+
+def _status_change(args: argparse.Namespace, status: str) -> None:
+    from mlops.local.approval import change_status
+
+    state = _state(args)
+    package, results = change_status(state, args.group, args.version, status)
+    for result in results:
+        print(json.dumps(result, default=str))
+    version = package["ModelPackageVersion"]
+    print(f"{args.group} v{version}: {package['ModelApprovalStatus']}")
+    folder = state.forecasts(args.group, version)
+    if status == "Approved" and folder.is_dir():
+        print(f"forecasts: {folder}")
+
+
+def cmd_approve(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    _status_change(args, "Approved")
+
+
+def cmd_reject(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    _status_change(args, "Rejected")
+
+
+def status_report(state: StateDir) -> dict[str, Any]:
+    from mlops.local.client import LocalSageMaker
+    from mlops.local.registry import Registry
+
+    registry = Registry(state.registry)
+    return {"state_dir": str(state.root), "packages": registry.packages(),
+            "transform_jobs": LocalSageMaker(state, registry).transform_jobs(),
+            "undelivered_events": len(registry.pending_events())}
+
+
+def cmd_status(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    state = _state(args)
+    redelivered = _recover(state, quiet=args.json)
+    report = status_report(state)
+    if args.json:
+        print(json.dumps({**report, "redelivered": redelivered}, indent=2, default=str))
+        return
+    print(f"state directory: {report['state_dir']}")
+    print(f"{'group':24s} {'version':>7s}  {'status':22s} {'test mse':>9s}  created")
+    for p in report["packages"]:
+        mse = ((p["ModelMetrics"].get("regression_metrics") or {}).get("mse") or {}).get("value")
+        print(f"{p['ModelPackageGroupName']:24s} {p['ModelPackageVersion']:>7d}  "
+              f"{p['ModelApprovalStatus']:22s} {mse if mse is None else f'{mse:9.4f}':>9}  "
+              f"{p['CreationTime']}")
+    for job in report["transform_jobs"]:
+        print(f"transform job {job['TransformJobName']}: {job['TransformJobStatus']} -> "
+              f"{job['TransformOutput']['S3OutputPath']}")
+
+
+def cmd_dashboard(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from mlops.cli import UserError
+    from mlops.dashboard import build
+
+    values = {}
+    for token in args.tokens:
+        key, sep, value = token.partition("=")
+        if not sep or key not in ("source", "output"):
+            raise UserError(f"{token!r}: expected source=<dir or s3://...> or output=<html>")
+        values[key] = value
+    source = values.get("source") or str(_state(args).root)
+    output = Path(values.get("output", "dashboard.html"))
+    print(f"wrote {build(source, output)}")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--state-dir", help=f"state directory (default: ${ENV_STATE_DIR} or "
+                                       "./.informer-mlops)")
+
+
+def add_local(sub: Any) -> None:
+    from mlops.cli import command
+
+    p = command(sub, "run", "run preprocess -> train -> evaluate -> check -> register locally",
+                cmd_run, config=False)
+    p.add_argument("tokens", nargs="*", metavar="key=value",
+                   help=f"{', '.join(RUN_KEYS)}; anything else is a training override")
+    _common(p)
+    for name, handler in (("approve", cmd_approve), ("reject", cmd_reject)):
+        p = command(sub, name, f"{name} a registered version and deliver the event", handler,
+                    config=False)
+        p.add_argument("group")
+        p.add_argument("--version", type=int, help="default: the latest version")
+        _common(p)
+    p = command(sub, "status", "groups, versions, statuses, metrics, transform jobs",
+                cmd_status, config=False)
+    p.add_argument("--json", action="store_true")
+    _common(p)
+
+
+def add_dashboard(sub: Any) -> None:
+    from mlops.cli import command
+
+    p = command(sub, "build", "write the HTML dashboard", cmd_dashboard, config=False)
+    p.add_argument("tokens", nargs="*", metavar="key=value", help="source=..., output=...")
+    _common(p)
+
+
+USER_ERRORS = (InformerError, RegistryError)
+__all__ = ["add_dashboard", "add_local", "USER_ERRORS", "sys"]

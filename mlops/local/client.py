@@ -1,0 +1,160 @@
+"""A local stand-in for the few SageMaker calls the approval Lambda makes.
+
+``create_model`` / ``describe_model`` keep models in the registry database;
+``create_transform_job`` runs the local Batch Transform (``informer-transform``, the same
+inference handlers as the serving container) synchronously on the object-store copy of the
+input prefix, then writes QuickSight-ready CSVs to ``forecasts/<group>/v<version>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlops.local.registry import Registry, now
+from mlops.local.state import StateDir
+
+
+class LocalClientError(Exception):
+    """Shaped like botocore's ClientError: ``response["Error"]["Code"]`` and a message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"An error occurred ({code}): {message}")
+        self.response = {"Error": {"Code": code, "Message": message}}
+
+
+def _safe_extract(archive: Path, target: Path) -> None:
+    with tarfile.open(archive) as tar:
+        for member in tar.getmembers():
+            if member.name.startswith("/") or ".." in Path(member.name).parts or \
+                    member.issym() or member.islnk():
+                raise LocalClientError("ValidationException",
+                                       f"{archive}: unsafe member {member.name!r}")
+        tar.extractall(target)  # noqa: S202 - members checked above
+
+
+class LocalSageMaker:
+    """The calls the approval Lambda makes: create/describe model and transform job."""
+
+    def __init__(self, state: StateDir, registry: Registry | None = None) -> None:
+        self.state = state
+        self.registry = registry or Registry(state.registry)
+
+    # models --------------------------------------------------------------------------------
+    def create_model(self, ModelName: str, Containers: list[dict[str, Any]],  # noqa: N803
+                     **_: Any) -> dict[str, Any]:
+        arn = Containers[0].get("ModelPackageName") if Containers else None
+        if not arn:
+            raise LocalClientError("ValidationException", "Containers[0].ModelPackageName: "
+                                   "expected the model package ARN")
+        self._package(arn)
+        rows = self.registry.execute("INSERT OR IGNORE INTO models VALUES (?, ?, ?) RETURNING name",
+                                     (ModelName, arn, now()))
+        if not rows:
+            raise LocalClientError("ValidationException",
+                                   f"Cannot create already existing model {ModelName!r}")
+        return {"ModelArn": f"arn:aws:sagemaker:local:000000000000:model/{ModelName}"}
+
+    def describe_model(self, ModelName: str) -> dict[str, Any]:  # noqa: N803
+        rows = self.registry.query("SELECT * FROM models WHERE name = ?", (ModelName,))
+        if not rows:
+            raise LocalClientError("ValidationException", f"Could not find model {ModelName!r}")
+        return {"ModelName": ModelName, "CreationTime": rows[0]["created"],
+                "Containers": [{"ModelPackageName": rows[0]["package_arn"]}]}
+
+    def _package(self, arn: str) -> dict[str, Any]:
+        group, version = arn.rsplit("/", 2)[-2:]
+        return self.registry.package(group, int(version))
+
+    # transform jobs ------------------------------------------------------------------------
+    def create_transform_job(self, **request: Any) -> dict[str, Any]:
+        name = request["TransformJobName"]
+        rows = self.registry.execute(
+            "INSERT OR IGNORE INTO transform_jobs (name, model_name, status, request, created) "
+            "VALUES (?, ?, 'InProgress', ?, ?) RETURNING name",
+            (name, request["ModelName"], json.dumps(request), now()))
+        if not rows:
+            raise LocalClientError("ValidationException",
+                                   f"Cannot create already existing transform job {name!r}")
+        try:
+            self._run(request)
+        except Exception as err:  # the job fails like a SageMaker job: status + reason
+            self._finish(name, "Failed", str(err).splitlines()[0] if str(err) else repr(err))
+        else:
+            self._finish(name, "Completed", None)
+        return {"TransformJobArn": f"arn:aws:sagemaker:local:000000000000:transform-job/{name}"}
+
+    def _finish(self, name: str, status: str, failure: str | None) -> None:
+        self.registry.execute("UPDATE transform_jobs SET status = ?, finished = ?, failure = ? "
+                              "WHERE name = ?", (status, now(), failure, name))
+
+    def describe_transform_job(self, TransformJobName: str) -> dict[str, Any]:  # noqa: N803
+        rows = self.registry.query("SELECT * FROM transform_jobs WHERE name = ?",
+                                   (TransformJobName,))
+        if not rows:
+            raise LocalClientError("ValidationException",
+                                   f"Could not find transform job {TransformJobName!r}")
+        row = rows[0]
+        out = {**json.loads(row["request"]), "TransformJobStatus": row["status"],
+               "CreationTime": row["created"], "TransformEndTime": row["finished"]}
+        if row["failure"]:
+            out["FailureReason"] = row["failure"]
+        return out
+
+    def transform_jobs(self) -> list[dict[str, Any]]:
+        return [self.describe_transform_job(r["name"]) for r in
+                self.registry.query("SELECT name FROM transform_jobs ORDER BY created")]
+
+    def _run(self, request: dict[str, Any]) -> None:
+        from sagemaker_jobs import transform
+
+        model = self.describe_model(request["ModelName"])
+        package = self._package(model["Containers"][0]["ModelPackageName"])
+        model_data = self.state.s3_path(
+            package["InferenceSpecification"]["Containers"][0]["ModelDataUrl"])
+        source = self.state.s3_path(request["TransformInput"]["DataSource"]["S3DataSource"]
+                                    ["S3Uri"])
+        output = self.state.s3_path(request["TransformOutput"]["S3OutputPath"])
+        with tempfile.TemporaryDirectory(prefix="informer-local-model-") as tmp:
+            _safe_extract(model_data, Path(tmp))
+            written = transform.run(
+                tmp, source, output, request["TransformInput"].get("ContentType"),
+                request["TransformOutput"].get("Accept"),
+                request["TransformInput"].get("SplitType", "None"),
+                request.get("BatchStrategy", "MultiRecord"), request.get("MaxPayloadInMB", 6),
+                request["TransformOutput"].get("AssembleWith", "None"))
+        target = self.state.forecasts(package["ModelPackageGroupName"],
+                                      package["ModelPackageVersion"])
+        for out_file in written:
+            history = source / out_file.relative_to(output).with_suffix("") \
+                if source.is_dir() else source
+            quicksight_csv(history, out_file, target / f"{Path(history).stem}.csv")
+
+
+def quicksight_csv(history: Path, forecast: Path, target: Path) -> Path | None:
+    """One row per timestamp: ``date``, ``<var>_actual`` (history), ``<var>`` (forecast).
+
+    Written for CSV input/output pairs (one history per file); other formats are skipped.
+    """
+    from informer.files import atomic_write_text
+
+    try:
+        past, future = pd.read_csv(history), pd.read_csv(forecast)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
+        return None
+    if "date" not in past.columns or "date" not in future.columns:
+        return None
+    variables = [c for c in future.columns if c != "date"]
+    actual = past[["date", *[v for v in variables if v in past.columns]]].rename(
+        columns={v: f"{v}_actual" for v in variables})
+    for frame in (actual, future):  # each side has one consistent date format
+        frame["date"] = pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%dT%H:%M:%S")
+    merged = pd.concat([actual, future], ignore_index=True)
+    columns = ["date", *[c for v in variables for c in (f"{v}_actual", v) if c in merged]]
+    atomic_write_text(target, merged[columns].to_csv(index=False))
+    return target
