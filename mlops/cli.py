@@ -295,7 +295,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["dashboard"] and argv[1:2] not in (["build"], ["-h"], ["--help"]):
+    if argv[:1] == ["dashboard"] and argv[1:2] not in (["build"], ["manifest"], ["-h"],
+                                                       ["--help"]):
         argv.insert(1, "build")  # `informer-mlops dashboard source=... output=...`
     args = parser().parse_args(argv)
     from botocore.exceptions import BotoCoreError, ClientError

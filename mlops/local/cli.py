@@ -147,6 +147,22 @@ def cmd_dashboard(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     print(f"wrote {build(source, output)}")
 
 
+def cmd_manifest(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
+    from informer.files import atomic_write_json
+    from mlops.cli import UserError
+    from mlops.dashboard import quicksight_manifest
+
+    values = dict(token.partition("=")[::2] for token in args.tokens)
+    unknown = sorted(set(values) - {"prefix", "output"})
+    if unknown or "prefix" not in values:
+        raise UserError("expected prefix=s3://<bucket>/forecasts/<group>/ [output=<json>]")
+    manifest = quicksight_manifest(values["prefix"])
+    if "output" in values:
+        print(f"wrote {atomic_write_json(values['output'], manifest)}")
+    else:
+        print(json.dumps(manifest, indent=2))
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", help=f"state directory (default: ${ENV_STATE_DIR} or "
                                        "./.informer-mlops)")
@@ -178,6 +194,9 @@ def add_dashboard(sub: Any) -> None:
     p = command(sub, "build", "write the HTML dashboard", cmd_dashboard, config=False)
     p.add_argument("tokens", nargs="*", metavar="key=value", help="source=..., output=...")
     _common(p)
+    p = command(sub, "manifest", "write the QuickSight S3 manifest for a forecast prefix",
+                cmd_manifest, config=False)
+    p.add_argument("tokens", nargs="*", metavar="key=value", help="prefix=s3://..., output=...")
 
 
 USER_ERRORS = (InformerError, RegistryError)
