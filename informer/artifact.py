@@ -78,12 +78,15 @@ def save_artifact(directory: str | Path, net: Informer, schema: DataSchema,
 
 def _read_json(path: Path) -> dict:
     try:
-        return json.loads(path.read_text())
+        payload = json.loads(path.read_text())
     except FileNotFoundError as err:
         raise InformerError(f"{path}: missing; expected a model artifact directory "
                             f"({WEIGHTS}, {CONFIG}, {MANIFEST})") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise InformerError(f"{path}: not valid JSON ({err})") from err
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise InformerError(f"{path}: not valid JSON ({_first_line(err)})") from err
+    if not isinstance(payload, dict):
+        raise InformerError(f"{path}: expected a JSON object, got {type(payload).__name__}")
+    return payload
 
 
 def verify_artifact(directory: str | Path) -> dict:
@@ -93,31 +96,50 @@ def verify_artifact(directory: str | Path) -> dict:
         raise InformerError(f"{directory}: not a model artifact directory")
     manifest = _read_json(directory / MANIFEST)
     version = manifest.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InformerError(f"{directory / MANIFEST}: format_version: expected a positive "
+                            f"integer, got {version!r}")
+    if version > FORMAT_VERSION:
         raise InformerError(f"{directory / MANIFEST}: artifact format {version!r} is newer than "
                             f"this library reads ({FORMAT_VERSION}); upgrade informer-mlops")
-    for name, digest in manifest.get("files", {}).items():
+    files = manifest.get("files")
+    if not isinstance(files, dict) or set(files) != {WEIGHTS, CONFIG}:
+        raise InformerError(f"{directory / MANIFEST}: expected entries for {WEIGHTS} and {CONFIG}")
+    for name, digest in files.items():
         path = directory / name
         if not path.is_file():
             raise InformerError(f"{path}: missing; the manifest lists it")
         if sha256_file(path) != digest:
             raise InformerError(f"{path}: sha256 does not match {MANIFEST}; the artifact was "
                                 f"modified or corrupted")
-    if set(manifest.get("files", {})) != {WEIGHTS, CONFIG}:
-        raise InformerError(f"{directory / MANIFEST}: expected entries for {WEIGHTS} and {CONFIG}")
-    return _read_json(directory / CONFIG)
+    config = _read_json(directory / CONFIG)
+    for key in ("model", "data"):
+        if not isinstance(config.get(key), dict):
+            raise InformerError(f"{directory / CONFIG}: expected a {key!r} object")
+    return config
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
     """Load an artifact directory: verified, weights-only, eval mode."""
     config = verify_artifact(path)
     net = Informer(InformerConfig.from_dict(config["model"]))
-    state = torch.load(Path(path) / WEIGHTS, map_location=map_location, weights_only=True)
+    try:  # weights_only: tensors and plain containers, never arbitrary objects
+        state = torch.load(Path(path) / WEIGHTS, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a refused or broken file is bad input, not a bug
+        reason = ("it holds objects other than tensors and plain containers; refused unread"
+                  if type(err).__name__ == "UnpicklingError"  # pickle's, raised by torch
+                  else f"{type(err).__name__}: {_first_line(err)[:200]}")
+        raise InformerError(f"{Path(path) / WEIGHTS}: not a loadable tensor state dict "
+                            f"({reason})") from err
     try:
         net.load_state_dict(state)
-    except RuntimeError as err:
+    except (RuntimeError, TypeError, AttributeError) as err:
         raise InformerError(f"{Path(path) / WEIGHTS}: weights do not fit the stored config "
-                            f"({str(err).splitlines()[0]})") from err
+                            f"({_first_line(err)})") from err
     net.to(map_location).eval()
     info = {k: config.get(k) for k in ("format_version", "library_version", "run")}
     return LoadedModel(net=net, schema=DataSchema.from_dict(config["data"]), info=info)

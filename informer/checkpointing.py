@@ -35,7 +35,14 @@ def set_rng_states(states: dict[str, Any]) -> None:
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Writes each checkpoint to a temp file and renames it, so a job killed mid-write leaves
-    the previous checkpoint intact."""
+    the previous checkpoint intact; always loads with ``weights_only=True`` (a checkpoint synced
+    from S3 is never unpickled, whatever torch's default)."""
+
+    @override
+    def load_checkpoint(self, path: Any, map_location: Any | None = None,
+                        weights_only: bool | None = None) -> dict[str, Any]:
+        return super().load_checkpoint(path, map_location=map_location or "cpu",
+                                       weights_only=True)
 
     @override
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any,

@@ -74,7 +74,8 @@ class InformerConfig:
                 f"model.d_model: expected a multiple of n_heads ({self.n_heads}), "
                 f"got {self.d_model}"
             )
-        if not 0.0 <= float(self.dropout) < 1.0:
+        if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or \
+                not 0.0 <= float(self.dropout) < 1.0:
             _fail("dropout", "a probability in [0, 1)", self.dropout)
         if self.attn not in ATTENTIONS:
             _fail("attn", f"one of {list(ATTENTIONS)}", self.attn)

@@ -63,6 +63,9 @@ class Forecaster:
         if not isinstance(df, pd.DataFrame):
             raise InformerError(f"{where}: expected a table with a 'date' column, got "
                                 f"{type(df).__name__}")
+        if DATE not in df.columns:
+            raise InformerError(f"{where}: no 'date' column; expected 'date' and the model's "
+                                f"columns {s.columns}, got {[str(c) for c in df.columns]}")
         present = [c for c in df.columns if c != DATE]
         missing = [c for c in s.columns if c not in present]
         if missing:
@@ -77,7 +80,17 @@ class Forecaster:
         if len(df) < need:
             raise InformerError(f"{where}: {len(df)} rows; expected at least seq_len = "
                                 f"{s.seq_len} rows of history")
-        return validate_frame(df, s.columns, where, s.freq)
+        dates, values = validate_frame(df, s.columns, where, s.freq)
+        with np.errstate(over="ignore", invalid="ignore"):
+            scaled = s.scale(values).astype(np.float32)
+        bad = np.argwhere(~np.isfinite(scaled))
+        if len(bad):  # representable, but not once standardised with the training statistics
+            i, j = (int(k) for k in bad[0])
+            raise InformerError(
+                f"{where}: column {s.columns[j]!r} line {i + 2}: {values[i, j]:.4g} is out of "
+                f"range for this model (expected values near its training data: mean "
+                f"{s.mean[j]:.4g}, std {s.std[j]:.4g})")
+        return dates, values
 
     # inference -----------------------------------------------------------------------------
     @torch.inference_mode()
@@ -110,13 +123,19 @@ class Forecaster:
         variable, in original units."""
         return self.forecast_many([df])[0]
 
-    def forecast_many(self, histories: Sequence[pd.DataFrame], where: str = "input"
-                      ) -> list[pd.DataFrame]:
-        """:meth:`forecast` for several histories, predicted in batches."""
+    def forecast_many(self, histories: Sequence[pd.DataFrame], where: str = "input",
+                      labels: Sequence[str] | None = None) -> list[pd.DataFrame]:
+        """:meth:`forecast` for several histories, predicted in batches. Errors name
+        ``where`` (one history), ``labels[n]`` when given, else ``<where> record <n>``."""
         s = self.schema
         items = []
+        names = []
         for n, df in enumerate(histories):
-            label = where if len(histories) == 1 else f"{where} record {n + 1}"
+            if len(histories) == 1:
+                label = where
+            else:
+                label = labels[n] if labels is not None else f"{where} record {n + 1}"
+            names.append(label)
             dates, values = self.validate(df, label)
             dates, values = dates[-s.seq_len:], values[-s.seq_len:]
             all_dates, dataset = self._extended(dates, values)
@@ -126,6 +145,10 @@ class Forecaster:
         batch = {k: torch.cat([b[k] for _, b in items]) for k in items[0][1]}
         dataset = _Stacked(batch)
         pred = s.unscale(self._predict(dataset, range(len(items))))
+        broken = np.flatnonzero(~np.isfinite(pred).all(axis=(1, 2)))
+        if len(broken):  # never answer NaN/inf as a forecast
+            raise InformerError(f"{names[int(broken[0])]}: the forecast is not finite; expected "
+                                f"a history on the scale of the model's training data")
         return [pd.DataFrame({DATE: dates, **{c: pred[i, :, j] for j, c in enumerate(s.predicted)}})
                 for i, (dates, _) in enumerate(items)]
 

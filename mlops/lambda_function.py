@@ -3,8 +3,9 @@
 Standard library + boto3 only: ``mlops/infra/template.yaml`` inlines this file (``index.py``,
 handler ``index.lambda_handler``); as a zip the handler is ``lambda_function.lambda_handler``.
 Input: the EventBridge event "SageMaker Model Package State Change". Only
-``ModelApprovalStatus == "Approved"`` acts; every other event returns
-``{"status": "ignored", "reason": ...}`` with no AWS call.
+``ModelApprovalStatus == "Approved"`` acts; ``PendingManualApproval`` and ``Rejected`` return
+``{"status": "ignored", "reason": ...}`` with no AWS call; a malformed event (a missing field,
+an unknown status) raises :class:`MalformedEvent` naming the field, also with no AWS call.
 
 Names come from the group and version (``<group>-v<version>``), so a repeated delivery finds the
 model and the job already there and starts nothing. Every step is one JSON log line.
@@ -46,6 +47,7 @@ from typing import Any
 DETAIL_TYPE = "SageMaker Model Package State Change"
 SOURCE = "aws.sagemaker"
 APPROVED = "Approved"
+STATUSES = ("Approved", "PendingManualApproval", "Rejected")  # SageMaker's ModelApprovalStatus
 NAME_LIMIT = 63  # SageMaker model and job names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
 
 
@@ -183,7 +185,11 @@ def parse_event(event: Any) -> PackageEvent:
     if not isinstance(group, str):
         raise MalformedEvent(f"event.detail.ModelPackageGroupName: expected a string, "
                              f"got {group!r}")
-    return PackageEvent(group, int(version), arn, str(detail["ModelApprovalStatus"]))
+    status = detail["ModelApprovalStatus"]
+    if status not in STATUSES:
+        raise MalformedEvent(f"event.detail.ModelApprovalStatus: expected one of "
+                             f"{list(STATUSES)}, got {status!r}")
+    return PackageEvent(group, int(version), arn, status)
 
 
 def resource_name(group: str, version: int) -> str:

@@ -58,10 +58,26 @@ def shell_safe(key: str, value: str) -> tuple[str, str]:
     if not _SHELL_KEY.match(encoded):
         raise InformerError(f"{key}: cannot be sent as a SageMaker hyperparameter; expected "
                             f"letters, digits, '_', '-', '.' and a leading '+' or '++'")
+    if decode_key(encoded) != key:  # "__" or "_." in the key: the spelling would not round-trip
+        raise InformerError(f"{key}: cannot be sent as a SageMaker hyperparameter; its "
+                            f"shell-safe spelling {encoded!r} reads back as "
+                            f"{decode_key(encoded)!r} (expected no '__' and no '_' before a '.')")
     if "'" in value:
         raise InformerError(f"{key}: the value contains a single quote, which SageMaker's "
                             f"container driver cannot pass; use double quotes")
+    if "\0" in value or not _is_utf8(value):
+        raise InformerError(f"{key}: the value is not UTF-8 text without NUL characters, which "
+                            f"SageMaker's container driver cannot pass")
     return encoded, value
+
+
+def _is_utf8(value: str) -> bool:
+    """False for lone surrogates (a JSON escape such as \\ud800), which no file can hold."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def parse_cli(argv: Sequence[str], options: Iterable[str] = ()) -> tuple[dict[str, str],
@@ -161,7 +177,7 @@ def to_overrides(pairs: Sequence[tuple[str, str]], config_name: str = "train") -
         plus, head, rest = match.groups()
         if not plus and not rest and head in groups:
             options = _options(head)
-            if value not in options and value != "null":
+            if value not in options:  # Hydra refuses null for a group on the command line
                 raise InformerError(f"hyperparameter --{key}: unknown {head} {value!r}; "
                                     f"expected one of {options}")
         overrides.append(f"{key}={_value(key, value)}")
@@ -213,6 +229,6 @@ def compose_config(overrides: list[str], config_name: str = "train") -> DictConf
 
     try:
         cfg = _compose(config_name, overrides)
-    except (HydraException, OmegaConfBaseException) as err:
-        raise _explain(config_name, overrides, err) from err
+    except (HydraException, OmegaConfBaseException, ValueError) as err:  # Hydra raises some
+        raise _explain(config_name, overrides, err) from err                # as ValueError
     return cfg

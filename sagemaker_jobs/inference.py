@@ -22,6 +22,7 @@ newline (Batch Transform's ``AssembleWith=Line`` adds one per response). Bad pay
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from informer.data.csv import check_header
 from informer.errors import InformerError
 from informer.forecast import Forecaster
 
@@ -61,6 +63,7 @@ class Request:
     kind: str  # content type of the request
     ids: list[Any]
     histories: list[pd.DataFrame]
+    labels: list[str] | None = None  # where each history came from: "line 3", "record 2"
 
 
 @dataclass
@@ -117,6 +120,10 @@ def _history(record: Any, where: str, default_id: int) -> tuple[Any, pd.DataFram
         raise PayloadError(f"{where}: expected an object with 'history' (and optionally 'id'), "
                            f"got {type(record).__name__}"
                            + (f" with keys {sorted(record)}" if isinstance(record, dict) else ""))
+    record_id = record.get("id", default_id)
+    if record_id is not None and not isinstance(record_id, (str, int, float)):
+        raise PayloadError(f"{where}: id: expected a string or a number, got "
+                           f"{type(record_id).__name__}")
     history = record["history"]
     try:
         if isinstance(history, list) and all(isinstance(r, dict) for r in history):
@@ -125,11 +132,27 @@ def _history(record: Any, where: str, default_id: int) -> tuple[Any, pd.DataFram
             frame = pd.DataFrame(history)
         else:
             raise ValueError("expected a list of row objects or an object of column lists")
-    except ValueError as err:
-        raise PayloadError(f"{where}: history: {str(err).splitlines()[0]}") from err
+    except (ValueError, TypeError) as err:
+        raise PayloadError(f"{where}: history: {_first_line(err)}") from err
     if "date" in frame.columns:
         frame["date"] = frame["date"].astype(str)
-    return record.get("id", default_id), frame
+    return record_id, frame
+
+
+def _first_line(err: BaseException) -> str:
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def _json(text: str, where: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        at = f"line {err.lineno} column {err.colno}" if where == "body" else \
+            f"column {err.colno}"
+        raise PayloadError(f"{where}: not valid JSON ({err.msg} at {at})") from err
+    except RecursionError as err:
+        raise PayloadError(f"{where}: JSON nested too deeply; expected records of rows or "
+                           f"columns") from err
 
 
 def input_fn(body: bytes | bytearray | str, content_type: str | None) -> Request:
@@ -138,26 +161,20 @@ def input_fn(body: bytes | bytearray | str, content_type: str | None) -> Request
     text = _text(body)
     if kind == CSV:
         try:
+            check_header(next(csv.reader(io.StringIO(text)), []), "body")
             frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError) as err:
-            raise PayloadError(f"body: not a readable CSV ({str(err).strip().splitlines()[0]})") \
-                from err
-        return Request(kind, [None], [frame])
+        except (ValueError, csv.Error) as err:  # pandas' ParserError, EmptyDataError
+            if isinstance(err, InformerError):
+                raise PayloadError(str(err)) from err
+            raise PayloadError(f"body: not a readable CSV ({_first_line(err)})") from err
+        return Request(kind, [None], [frame], ["body"])
     if kind == JSONLINES:
-        records = []
-        for n, line in enumerate(text.splitlines(), 1):
-            if line.strip():
-                try:
-                    records.append((n, json.loads(line)))
-                except json.JSONDecodeError as err:
-                    raise PayloadError(f"line {n}: not valid JSON ({err.msg} at column "
-                                       f"{err.colno})") from err
+        # split on "\n" only: str.splitlines() would also split inside JSON strings that hold
+        # U+2028, U+0085 or other characters Python counts as line breaks
+        records = [(n, _json(line, f"line {n}"))
+                   for n, line in enumerate(text.split("\n"), 1) if line.strip()]
     else:
-        try:
-            payload = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise PayloadError(f"body: not valid JSON ({err.msg} at line {err.lineno} column "
-                               f"{err.colno})") from err
+        payload = _json(text, "body")
         if isinstance(payload, dict) and "instances" in payload:
             payload = payload["instances"]
         payload = payload if isinstance(payload, list) else [payload]
@@ -166,14 +183,16 @@ def input_fn(body: bytes | bytearray | str, content_type: str | None) -> Request
     parsed = [_history(record, f"{label} {n}", i) for i, (n, record) in enumerate(records, 1)]
     if not parsed:
         raise PayloadError("body: no records; expected at least one history")
-    return Request(kind, [i for i, _ in parsed], [f for _, f in parsed])
+    return Request(kind, [i for i, _ in parsed], [f for _, f in parsed],
+                   [f"{label} {n}" for n, _ in records])
 
 
 def predict_fn(data: Request, model: Forecaster) -> Prediction:
     """Forecast every history of the request in one batched pass."""
     try:
         forecasts = model.forecast_many(data.histories,
-                                        where="body" if data.kind == CSV else "input")
+                                        where="body" if data.kind == CSV else "input",
+                                        labels=data.labels)
     except PayloadError:
         raise
     except InformerError as err:

@@ -5,14 +5,24 @@ For bring-your-own-container images (started as ``serve``) and local use:
 ``SAGEMAKER_MAX_PAYLOAD_IN_MB``, default 6, get 413) and ``GET /execution-parameters`` (Batch
 Transform's settings). Port ``SAGEMAKER_BIND_TO_PORT`` (default 8080), model from
 ``SM_MODEL_DIR`` (default ``/opt/ml/model``) or ``--model-dir``. Standard library only.
+
+Binds ``127.0.0.1`` unless started as ``serve`` (what SageMaker runs in a container), which
+binds ``0.0.0.0``; ``--host`` overrides both. Every socket operation and the reading of a
+request's body are bounded by ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` seconds (default 60; a slow
+body gets 408), and a connection that has not delivered a whole request within twice that is
+closed. The model directory is fixed at start-up; requests carry data only, never paths.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import socket
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,7 +31,8 @@ from typing import Any
 from informer.errors import InformerError
 from sagemaker_jobs import inference
 
-DEFAULT_PORT, DEFAULT_MAX_MB = 8080, 6
+DEFAULT_PORT, DEFAULT_MAX_MB, DEFAULT_TIMEOUT_S = 8080, 6, 60.0
+LOCAL_HOST, CONTAINER_HOST = "127.0.0.1", "0.0.0.0"
 
 
 def max_payload_bytes(env: dict[str, str] | None = None) -> int:
@@ -33,6 +44,20 @@ def max_payload_bytes(env: dict[str, str] | None = None) -> int:
         raise SystemExit(f"error: SAGEMAKER_MAX_PAYLOAD_IN_MB: expected a number, got "
                          f"{value!r}") from err
     return int(megabytes * 1024 * 1024)
+
+
+def request_timeout(env: dict[str, str] | None = None) -> float:
+    """Seconds allowed per socket operation and per request body."""
+    env = os.environ if env is None else env
+    value = env.get("SAGEMAKER_MODEL_SERVER_TIMEOUT") or DEFAULT_TIMEOUT_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < 86400:
+        raise SystemExit(f"error: SAGEMAKER_MODEL_SERVER_TIMEOUT: expected seconds in "
+                         f"(0, 86400), got {value!r}")
+    return seconds
 
 
 def invoke(model: Any, body: bytes, content_type: str | None, accept: str | None
@@ -53,6 +78,53 @@ class Handler(BaseHTTPRequestHandler):
     server: Server
     protocol_version = "HTTP/1.1"
 
+    def setup(self) -> None:
+        self.timeout = self.server.request_timeout  # every recv/send on the socket
+        super().setup()
+
+    def handle_one_request(self) -> None:
+        """One request within ``2 x request_timeout``; after that the connection is shut down,
+        so neither a slow-drip client nor an idle keep-alive connection holds a thread."""
+        self._done, self._expired = threading.Event(), threading.Event()
+        timer = threading.Timer(2 * self.server.request_timeout, self._expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            super().handle_one_request()
+        finally:
+            timer.cancel()
+
+    def _expire(self) -> None:
+        if not self._done.is_set():
+            self._expired.set()
+            with contextlib.suppress(OSError):  # already closed
+                self.connection.shutdown(socket.SHUT_RDWR)
+
+    def parse_request(self) -> bool:
+        """A request cut off by :meth:`_expire` is not answered (its headers end early)."""
+        parsed = super().parse_request()
+        if self._expired.is_set():
+            self.close_connection = True
+            return False
+        return parsed
+
+    def _read_body(self, length: int) -> bytes | None:
+        """The body, or ``None`` when it does not arrive within ``request_timeout``."""
+        deadline = time.monotonic() + self.server.request_timeout
+        chunks, left = [], length
+        try:
+            while left > 0:
+                if time.monotonic() > deadline:
+                    return None
+                chunk = self.rfile.read1(min(left, 1 << 16))
+                if not chunk:
+                    return None
+                chunks.append(chunk)
+                left -= len(chunk)
+        except (TimeoutError, OSError):
+            return None
+        return b"".join(chunks)
+
     def _send(self, status: int, body: bytes = b"", kind: str = "text/plain",
               close: bool = False) -> None:
         self.send_response(status)
@@ -64,14 +136,13 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _drain(self, length: int, bound: int = 64 << 20) -> None:
-        """Read a refused body (up to ``bound``) so the client gets the answer, not a reset."""
-        left = min(length, bound)
-        while left > 0:
-            chunk = self.rfile.read(min(left, 1 << 20))
-            if not chunk:
-                break
-            left -= len(chunk)
+    def _drain(self, length: int) -> None:
+        """Read a refused body so the client gets the answer, not a reset: only up to four
+        times the limit (larger declared bodies are answered at once and the connection
+        closed) and only within ``request_timeout``."""
+        if length > 4 * self.server.max_bytes:
+            return
+        self._read_body(length)
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         if self.path == "/ping":
@@ -95,17 +166,23 @@ class Handler(BaseHTTPRequestHandler):
             self._drain(int(length))
             limit = self.server.max_bytes / (1024 * 1024)
             self._send(413, f"error: payload of {int(length)} bytes exceeds "
-                            f"SAGEMAKER_MAX_PAYLOAD_IN_MB ({limit:g} MB)".encode(), close=True)
+                            f"SAGEMAKER_MAX_PAYLOAD_IN_MB ({limit:.4g} MB)".encode(), close=True)
             return
-        body = self.rfile.read(int(length))
+        body = self._read_body(int(length))
+        if body is None:
+            self._send(408, f"error: request body not received within "
+                            f"SAGEMAKER_MODEL_SERVER_TIMEOUT ({self.server.request_timeout:g} s)"
+                            .encode(), close=True)
+            return
+        self._done.set()  # the request is in: computing the answer is not cut short
         try:
             status, payload, kind = invoke(self.server.model, body,
                                            self.headers.get("Content-Type"),
                                            self.headers.get("Accept"))
         except Exception as err:  # noqa: BLE001 - a failed request must not stop the server
-            traceback.print_exc(file=sys.stderr)
-            status, payload, kind = 500, f"error: {type(err).__name__}: {err}".encode(), \
-                "text/plain"
+            traceback.print_exc(file=sys.stderr)  # details stay in the server's log
+            status, payload, kind = 500, f"error: internal error ({type(err).__name__}); see " \
+                "the server log".encode(), "text/plain"
         self._send(status, payload, kind)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
@@ -116,18 +193,25 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (reset, broken pipe, timeout) is not a server error."""
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
     def __init__(self, address: tuple[str, int], model: Any, max_bytes: int,
-                 verbose: bool = True) -> None:
+                 verbose: bool = True, request_timeout: float = DEFAULT_TIMEOUT_S) -> None:
         super().__init__(address, Handler)
         self.model, self.max_bytes, self.verbose = model, max_bytes, verbose
+        self.request_timeout = request_timeout
 
 
-def make_server(model_dir: str, host: str = "0.0.0.0", port: int | None = None,
+def make_server(model_dir: str, host: str = LOCAL_HOST, port: int | None = None,
                 verbose: bool = True) -> Server:
     """Load the model, then bind (``port=0`` picks a free one)."""
     model = inference.model_fn(model_dir)
     port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT)) if port is None else port
-    return Server((host, port), model, max_payload_bytes(), verbose)
+    return Server((host, port), model, max_payload_bytes(), verbose, request_timeout())
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -135,11 +219,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("command", nargs="?", choices=["serve"], help="accepted, as SageMaker "
                         "starts containers with 'serve'")
     parser.add_argument("--model-dir", default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
-    parser.add_argument("--host", default="0.0.0.0")
+    parser.add_argument("--host", help=f"default: {LOCAL_HOST}, or {CONTAINER_HOST} when "
+                        "started as 'serve' inside the container")
     parser.add_argument("--port", type=int, help="default: SAGEMAKER_BIND_TO_PORT or 8080")
     args = parser.parse_args(argv)
+    host = args.host or (CONTAINER_HOST if args.command == "serve" else LOCAL_HOST)
     try:
-        server = make_server(args.model_dir, args.host, args.port)
+        server = make_server(args.model_dir, host, args.port)
     except InformerError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)

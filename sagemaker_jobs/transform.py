@@ -11,7 +11,13 @@ and writes ``<output>/<relative input path>.out``:
   records as fit in ``MaxPayloadInMB``, joined by newlines;
 - ``AssembleWith=None``: responses concatenated as they are; ``Line``: a newline after each;
 - a request over ``MaxPayloadInMB`` or a 4xx/5xx answer fails the job (exit code 2, the file and
-  records named), as it fails a SageMaker transform job.
+  records named, and the file's line number when the handler names a line), as it fails a
+  SageMaker transform job.
+
+Each ``.out`` file is written whole (temp file + rename) once its input is done, so an
+interrupted run leaves complete ``.out`` files or none, never a partial one; a rerun rewrites
+every file (no duplicate lines) and removes temp files a killed run left behind. Files under
+``--output`` are never read as input, so the output folder may sit inside the input folder.
 
 Content type from ``--content-type`` or the extension (``.csv``, ``.jsonl``/``.jsonlines``,
 ``.json``); ``--accept`` defaults to the request's format.
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -39,26 +46,47 @@ EXTENSIONS = {".csv": inference.CSV, ".jsonl": inference.JSONLINES,
 def requests(data: bytes, split_type: str, strategy: str, max_bytes: int, where: str
              ) -> Iterator[tuple[str, bytes]]:
     """``(records label, body)`` per HTTP request, in input order."""
+    for label, body, _ in batches(data, split_type, strategy, max_bytes, where):
+        yield label, body
+
+
+def batches(data: bytes, split_type: str, strategy: str, max_bytes: int, where: str
+            ) -> Iterator[tuple[str, bytes, list[int]]]:
+    """``(records label, body, file line number of each record)`` per HTTP request."""
     if split_type == "None":
-        records = [data]
+        records = [(1, data)]
     else:
-        records = [line.rstrip(b"\r") for line in data.split(b"\n") if line.strip()]
+        records = [(n, line.rstrip(b"\r")) for n, line in enumerate(data.split(b"\n"), 1)
+                   if line.strip()]
     batch: list[bytes] = []
+    lines: list[int] = []
     first = size = 0
-    for n, record in enumerate(records, 1):
+    for n, (line, record) in enumerate(records, 1):
         if len(record) > max_bytes:
             raise InformerError(f"{where}: record {n} is {len(record)} bytes, over "
                                 f"MaxPayloadInMB ({max_bytes / 2**20:g} MB)")
         extra = len(record) + (1 if batch else 0)
         if batch and (strategy == "SingleRecord" or size + extra > max_bytes):
-            yield _label(first, n - 1), b"\n".join(batch)
-            batch, size = [], 0
+            yield _label(first, n - 1), b"\n".join(batch), lines
+            batch, lines, size = [], [], 0
         if not batch:
             first, extra = n, len(record)
         batch.append(record)
+        lines.append(line)
         size += extra
     if batch:
-        yield _label(first, len(records)), b"\n".join(batch)
+        yield _label(first, len(records)), b"\n".join(batch), lines
+
+
+_LINE = re.compile(r"^line (\d+)\b")
+
+
+def _file_line(message: str, lines: list[int]) -> str:
+    """The handler's ``line k`` (of the request body) as the line of the input file."""
+    match = _LINE.match(message)
+    if not match or not 1 <= int(match.group(1)) <= len(lines):
+        return message
+    return f"line {lines[int(match.group(1)) - 1]}{message[match.end():]}"
 
 
 def _label(first: int, last: int) -> str:
@@ -82,25 +110,41 @@ def transform_file(model: Any, path: Path, target: Path, content_type: str | Non
 
     kind = content_type_of(path, content_type)
     parts, count = [], 0
-    for label, body in requests(path.read_bytes(), split_type, strategy, max_bytes, str(path)):
+    data = path.read_bytes()
+    for label, body, lines in batches(data, split_type, strategy, max_bytes, str(path)):
         status, answer, _ = invoke(model, body, kind, accept)
         if status != 200:
-            raise InformerError(f"{path}: {label}: HTTP {status}: "
-                                f"{answer.decode(errors='replace').removeprefix('error: ')}")
+            message = answer.decode(errors="replace").removeprefix("error: ")
+            if split_type == "Line":
+                message = _file_line(message, lines)
+            raise InformerError(f"{path}: {label}: HTTP {status}: {message}")
         parts.append(answer + (b"\n" if assemble_with == "Line" else b""))
         count += 1
+    remove_stale_temps(target)
     atomic_write_text(target, b"".join(parts).decode())
     return count
 
 
-def inputs(source: Path) -> list[tuple[Path, Path]]:
-    """``(file, path relative to the input root)`` for a file or a folder."""
+def remove_stale_temps(target: Path) -> None:
+    """Temp files of ``target`` that a killed run left (``informer.files`` names them
+    ``.<name>.<random>``)."""
+    if target.parent.is_dir():
+        for stale in target.parent.glob(f".{target.name}.*"):
+            if stale.is_file():
+                stale.unlink(missing_ok=True)
+
+
+def inputs(source: Path, exclude: Path | None = None) -> list[tuple[Path, Path]]:
+    """``(file, path relative to the input root)`` for a file or a folder; files under
+    ``exclude`` (the output folder) are skipped."""
     if source.is_file():
         return [(source, Path(source.name))]
     if not source.is_dir():
         raise InformerError(f"--input: {source} not found; expected a file or a folder")
+    skip = exclude.resolve() if exclude is not None else None
     files = sorted(p for p in source.rglob("*") if p.is_file() and not any(
-        part.startswith(".") for part in p.relative_to(source).parts))
+        part.startswith(".") for part in p.relative_to(source).parts)
+        and not (skip is not None and p.parent.resolve().is_relative_to(skip)))
     return [(p, p.relative_to(source)) for p in files]
 
 
@@ -115,7 +159,7 @@ def run(model_dir: str, source: Path, output: Path, content_type: str | None = N
     if not 0 < max_payload_mb <= 100:
         raise InformerError(f"--max-payload-mb: expected a number in (0, 100], got "
                             f"{max_payload_mb}")
-    files = inputs(source)
+    files = inputs(source, exclude=output)
     if not files:
         raise InformerError(f"--input: {source} holds no files")
     model = inference.model_fn(model_dir)
