@@ -8,7 +8,6 @@ Layout: ``weights.pt`` (a plain state dict, loaded with ``weights_only=True``), 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import torch
 from informer.config import InformerConfig
 from informer.data.sources import sha256_file
 from informer.errors import InformerError
+from informer.files import replace_path
 from informer.nn.model import Informer
 from informer.schema import DataSchema
 
@@ -63,14 +63,7 @@ def save_artifact(directory: str | Path, net: Informer, schema: DataSchema,
             "format_version": FORMAT_VERSION, "library_version": __version__,
             "files": {name: sha256_file(tmp / name) for name in (WEIGHTS, CONFIG)},
         })
-        if directory.exists():
-            old = directory.with_name(f".{directory.name}.old")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(directory, old)
-            os.replace(tmp, directory)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, directory)
+        replace_path(tmp, directory)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return directory

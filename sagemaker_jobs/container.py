@@ -11,7 +11,7 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +143,20 @@ def job_errors(failure_file: Path) -> Iterator[None]:
         where = f" ({last[0].filename}:{last[0].lineno})" if last else ""
         write_failure(failure_file, f"{type(err).__name__}: {one_line(err)}{where}")
         raise
+
+
+def processing_main(run: Callable[[Sequence[str]], object], message_file: Path,
+                    argv: Sequence[str] | None = None) -> None:
+    """Entry of a processing script: ``run(argv)`` under :func:`job_errors`, the reason of a
+    failure in ``--message-file`` (the job's ExitMessage)."""
+    import argparse
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--message-file", default=str(message_file))
+    known, _ = parser.parse_known_args(argv)
+    with job_errors(Path(known.message_file)):
+        run(argv)
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

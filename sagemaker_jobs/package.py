@@ -8,12 +8,12 @@ Layout: the artifact files at the root (``weights.pt``, ``config.json``, ``manif
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import informer
+from informer.files import replace_path
 
 # Not needed to serve a model (and they import Lightning, Hydra or matplotlib).
 EXCLUDED = ("cli", "conf", "module.py", "plots.py", "data/datamodule.py", "__pycache__")
@@ -47,18 +47,6 @@ def write_code_dir(target: Path) -> Path:
     return target
 
 
-def _replace(source: Path, target: Path) -> None:
-    """Move ``source`` over ``target`` (file or directory) with renames only."""
-    if target.is_dir() and not target.is_symlink():
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        os.replace(source, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(source, target)
-
-
 def package_model(artifact: Path, model_dir: Path) -> Path:
     """Fill ``model_dir`` (which may be a mount point, so it is never replaced itself) with the
     artifact and ``code/``. Everything is staged next to it first; the manifest moves last, so
@@ -71,7 +59,7 @@ def package_model(artifact: Path, model_dir: Path) -> Path:
         write_code_dir(staging / "code")
         manifest = "manifest.json"
         for item in sorted(staging.iterdir(), key=lambda p: p.name == manifest):
-            _replace(item, model_dir / item.name)
+            replace_path(item, model_dir / item.name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return model_dir

@@ -17,7 +17,6 @@ file exits with code 2, ``error: <file>: <what was expected>`` (also in
 
 from __future__ import annotations
 
-import argparse
 import os
 import shutil
 import sys
@@ -30,7 +29,7 @@ if __package__ in (None, ""):  # run as a script: import the package, not its si
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from informer.errors import InformerError  # noqa: E402
-from sagemaker_jobs.container import job_errors  # noqa: E402
+from sagemaker_jobs.container import processing_main  # noqa: E402
 from sagemaker_jobs.hyperparameters import compose_config, parse_cli, to_overrides  # noqa: E402
 
 PROCESSING = Path("/opt/ml/processing")
@@ -119,12 +118,7 @@ def run(argv: Sequence[str]) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    argv = sys.argv[1:] if argv is None else list(argv)
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--message-file", default=str(MESSAGE_FILE))
-    known, _ = parser.parse_known_args(argv)
-    with job_errors(Path(known.message_file)):
-        run(argv)
+    processing_main(run, MESSAGE_FILE, argv)
 
 
 if __name__ == "__main__":
