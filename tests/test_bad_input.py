@@ -146,3 +146,18 @@ def test_download_is_checksum_verified(tmp_path, ett_dir):
     with pytest.raises(InformerError, match="sha256 .* does not match the expected"):
         download_ett("ETTh1.csv", tmp_path / "bad", url=(ett_dir / "ETTh2.csv").as_uri())
     assert not (tmp_path / "bad" / "ETTh1.csv").exists()
+
+
+@pytest.mark.parametrize(("module", "args", "message"), [
+    ("informer.cli.train", ["trainer.max_epoch=3"],
+     "error: Could not override 'trainer.max_epoch'. Key 'max_epoch' is not in struct"),
+    ("informer.cli.train", ["experiment=nope"],
+     "error: In 'train': Could not find 'experiment/nope'"),
+    ("informer.cli.forecast", ["model=/m", "input=/i", "output=/o", "foo=1"],
+     "error: Could not override 'foo'. Key 'foo' is not in struct"),
+])
+def test_unknown_override_is_one_line(module, args, message, tmp_path):
+    proc = cli(module, *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == message
+    assert not (tmp_path / "run").exists()

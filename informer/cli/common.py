@@ -31,6 +31,29 @@ def alias_argv(aliases: dict[str, str]) -> None:
             sys.argv[i] = f"{aliases[key]}={value}"
 
 
+def check_overrides(config_name: str, argv: list[str] | None = None) -> None:
+    """Compose ``config_name`` with the command line's overrides first, so that an unknown key
+    or group gets one ``error:`` line and exit 2 instead of Hydra's report (sweeps with ``-m``
+    are left to Hydra)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.errors import HydraException
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    if any(a in ("-m", "--multirun") or not a or a[0] == "-" for a in args):
+        return
+    overrides = [a for a in args if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
+    try:
+        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+            compose(config_name=config_name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+        cause = err.__cause__
+        reason = str(cause).strip().splitlines()[0] if cause and str(cause).strip() else ""
+        message = " ".join(x for x in (lines[0] if lines else repr(err), reason) if x)
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+
 def _user_error(err: BaseException) -> BaseException | None:
     """The user-facing cause of ``err``, if any, following Hydra's exception chaining."""
     while err is not None:

@@ -10,7 +10,7 @@ import hydra
 from omegaconf import DictConfig
 
 from informer.artifact import LoadedModel, load_model
-from informer.cli.common import alias_argv, config_dir, user_errors
+from informer.cli.common import alias_argv, check_overrides, config_dir, user_errors
 from informer.data.series import SeriesData
 from informer.data.sources import resolve_data_file
 from informer.errors import InformerError
@@ -74,6 +74,7 @@ def _main(cfg: DictConfig) -> None:
 def main() -> None:
     """Console entry; ``model=<dir>`` is accepted for ``model_path=<dir>``."""
     alias_argv({"model": "model_path"})
+    check_overrides("eval")
     _main()
 
 

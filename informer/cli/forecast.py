@@ -8,7 +8,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from informer.cli.common import alias_argv, config_dir, user_errors
+from informer.cli.common import alias_argv, check_overrides, config_dir, user_errors
 from informer.data.csv import read_csv
 from informer.errors import InformerError
 from informer.files import atomic_write_json, atomic_write_text
@@ -63,6 +63,7 @@ def _main(cfg: DictConfig) -> None:
 def main() -> None:
     """Console entry; ``model=<dir>`` is accepted for ``model_path=<dir>``."""
     alias_argv({"model": "model_path"})
+    check_overrides("forecast")
     _main()
 
 

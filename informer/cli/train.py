@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from informer.artifact import save_artifact
 from informer.checkpointing import AtomicCheckpointIO
-from informer.cli.common import config_dir, user_errors
+from informer.cli.common import check_overrides, config_dir, user_errors
 from informer.files import atomic_write_json, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -90,10 +90,16 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 @hydra.main(version_base="1.3", config_path=config_dir(), config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def _main(cfg: DictConfig) -> float | None:
     with user_errors():
         metrics = train(cfg)
     return metrics.get(cfg.get("optimized_metric") or "")
+
+
+def main() -> None:
+    """Console entry: overrides are checked before Hydra starts the run."""
+    check_overrides("train")
+    _main()
 
 
 if __name__ == "__main__":
