@@ -6,17 +6,49 @@ import os
 import platform
 import re
 import resource
+import time
 from pathlib import Path
 
 import torch
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-HEADER = "# Benchmarks\n\nFigures recorded by the scripts in `benchmarks/` (never asserted in tests).\n"
+HEADER = ("# Benchmarks\n\nFigures recorded by the scripts in `benchmarks/` "
+          "(never asserted in tests).\n")
 
 
 def peak_rss_gib() -> float:
     """Peak resident set size of this process, GiB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def load_average() -> float:
+    """1-minute load average (0.0 where unavailable)."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def _cpu_times() -> tuple[int, int]:
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+
+def wait_quiet(max_s: float, idle: float = 0.9, window_s: float = 3.0, windows: int = 2) -> bool:
+    """Wait (up to ``max_s`` seconds) until the CPUs have been at least ``idle`` idle for
+    ``windows`` consecutive ``window_s`` windows; False if they never were (or no /proc)."""
+    deadline, quiet = time.monotonic() + max_s, 0
+    try:
+        while time.monotonic() < deadline:
+            total0, idle0 = _cpu_times()
+            time.sleep(window_s)
+            total1, idle1 = _cpu_times()
+            quiet = quiet + 1 if (idle1 - idle0) >= idle * max(1, total1 - total0) else 0
+            if quiet >= windows:
+                return True
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
 
 
 def machine() -> str:

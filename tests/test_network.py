@@ -9,7 +9,18 @@ import torch
 
 from informer.config import InformerConfig
 from informer.errors import InformerError
-from informer.nn import AttentionLayer, ConvLayer, FullAttention, Informer, ProbAttention
+from informer.nn import (
+    AttentionLayer,
+    ConvLayer,
+    FullAttention,
+    Informer,
+    ProbAttention,
+    attend,
+    chunked,
+    probsparse,
+)
+from informer.nn.conv import circular_conv3, max_pool_time
+from informer.nn.dropout import activation_dropout, drop_indices, dropout, dropout_add
 from informer.nn.embedding import DataEmbedding
 
 
@@ -201,3 +212,293 @@ def test_config_derived_fields():
     assert (c.mark_dim, c.d_head, c.dec_len, c.is_stack) == (5, 16, 72, True)
     assert InformerConfig(freq="h", embed="fixed").mark_dim == 4
     assert InformerConfig.from_dict(c.to_dict()) == c
+
+
+# --- fast dropout -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("p", [0.05, 0.3, 0.9])
+def test_dropout_keep_rate_and_scale(p):
+    torch.manual_seed(0)
+    x = torch.rand(1_000_000) + 0.5
+    y = dropout(x, p)
+    kept = y != 0
+    n = x.numel()
+    assert abs(kept.float().mean().item() - (1 - p)) < 5 * (p * (1 - p) / n) ** 0.5
+    assert torch.allclose(y[kept], x[kept] / (1 - p))
+    # no structure: the drop rate is the same on both halves and at even / odd positions
+    for part in (kept[: n // 2], kept[n // 2:], kept[0::2], kept[1::2]):
+        assert abs(part.float().mean().item() - (1 - p)) < 5 * (p * (1 - p) / part.numel()) ** 0.5
+
+
+def test_drop_indices_sorted_unique_in_range():
+    torch.manual_seed(0)
+    for n, p in [(1, 0.5), (10, 0.99), (12345, 0.05), (100_000, 0.5)]:
+        index = drop_indices(n, p)
+        assert index.dtype == torch.int64
+        assert bool((index[1:] > index[:-1]).all())
+        assert index.numel() == 0 or (index[0] >= 0 and index[-1] < n)
+    assert drop_indices(0, 0.5).numel() == 0
+
+
+def test_dropout_seeded_and_backward_uses_the_same_mask():
+    x = torch.randn(4, 50, 32, requires_grad=True)
+    torch.manual_seed(3)
+    a = dropout(x, 0.2)
+    torch.manual_seed(3)
+    b = dropout(x, 0.2)
+    assert torch.equal(a, b)
+    a.sum().backward()
+    assert torch.equal(x.grad, (a != 0).float() / 0.8)
+    assert dropout(x, 0.2, training=False) is x
+    bf = torch.randn(64, 64).bfloat16()
+    out = dropout(bf, 0.05)
+    kept = out != 0
+    assert out.dtype == torch.bfloat16  # kept values are the bf16 rounding of x / (1 - p)
+    assert torch.equal(out[kept], (bf.float() / 0.95).bfloat16()[kept])
+
+
+def test_fused_dropouts_equal_their_unfused_forms():
+    x = torch.randn(3, 40, 16, requires_grad=True)
+    y = torch.randn(3, 40, 16, requires_grad=True)
+    torch.manual_seed(5)
+    fused = dropout_add(x, y, 0.3)
+    fused.backward(torch.arange(fused.numel(), dtype=torch.float32).view_as(fused))
+    grads = x.grad.clone(), y.grad.clone()
+    x.grad = y.grad = None
+    torch.manual_seed(5)
+    plain = x + dropout(y, 0.3)
+    plain.backward(torch.arange(plain.numel(), dtype=torch.float32).view_as(plain))
+    assert torch.allclose(fused, plain, atol=1e-6)
+    assert torch.allclose(grads[0], x.grad) and torch.allclose(grads[1], y.grad)
+    for activation, fn in (("gelu", torch.nn.functional.gelu), ("relu", torch.relu)):
+        h = torch.randn(3, 40, 64, requires_grad=True)
+        torch.manual_seed(6)
+        fused = activation_dropout(h, 0.2, activation=activation)
+        (g_fused,) = torch.autograd.grad(fused.square().sum(), h)
+        torch.manual_seed(6)
+        plain = dropout(fn(h), 0.2)
+        (g_plain,) = torch.autograd.grad(plain.square().sum(), h)
+        assert torch.allclose(fused, plain, atol=1e-6)
+        assert torch.allclose(g_fused, g_plain, atol=1e-5)
+
+
+def test_full_attention_with_dropout_matches_its_definition():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 12, 8) for _ in range(3))
+    for masked in (False, True):
+        attention = FullAttention(masked, attention_dropout=0.25).train()
+        torch.manual_seed(1)
+        out, _ = attention(q, k, v)
+        scores = q @ k.transpose(-2, -1) / 8**0.5
+        if masked:
+            scores = scores.masked_fill(torch.ones(12, 12, dtype=torch.bool).triu(1), -1e9)
+        torch.manual_seed(1)
+        expected = dropout(torch.softmax(scores, -1), 0.25) @ v
+        assert torch.allclose(out, expected, atol=1e-5)
+
+
+# --- ProbSparse internals -------------------------------------------------------------------------
+
+def reference_probsparse(q, k, v, factor, masked):
+    """The paper's algorithm, spelled out (eval mode: keys sampled with ``eval_seed``)."""
+    import math
+    b, h, length, d = q.shape
+    n_sample = min(factor * math.ceil(math.log(length)), length)
+    gen = torch.Generator().manual_seed(ProbAttention.eval_seed)
+    index = probsparse.sample_index(length, length, n_sample, masked, q.device, gen)
+    sampled = torch.einsum("bhld,bhlsd->bhls", q, k[:, :, index])
+    sparsity = sampled.amax(-1) - sampled.sum(-1) / length
+    scores = q @ k.transpose(-2, -1) / math.sqrt(d)
+    if masked:
+        scores = scores.masked_fill(torch.ones(length, length, dtype=torch.bool).triu(1), -1e9)
+        higher = sparsity.unsqueeze(-1) > sparsity.unsqueeze(-2)  # [s, t]: M_s > M_t
+        rank = (higher & torch.ones(length, length, dtype=torch.bool).triu()).sum(-2)
+        active = (rank < n_sample).unsqueeze(-1)  # n_top == n_sample when L_Q == L_K
+        return torch.where(active, torch.softmax(scores, -1) @ v, v.cumsum(-2))
+    top = sparsity.topk(n_sample, -1).indices
+    out = (torch.softmax(scores, -1) @ v).gather(-2, top.unsqueeze(-1).expand(b, h, -1, d))
+    context = v.mean(-2, keepdim=True).expand(b, h, length, d).clone()
+    return context.scatter(-2, top.unsqueeze(-1).expand(b, h, -1, d), out)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize(("length", "d", "factor"), [(40, 8, 2), (300, 4, 1), (600, 2, 1)])
+def test_probsparse_matches_reference_on_every_path(masked, length, d, factor):
+    # (300, 4, 1) and (600, 2, 1): sampled keys gathered instead of dense q k^T; masked with
+    # fewer than half the queries active: attention computed for the active ones only
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 2, length, d, dtype=torch.float64) for _ in range(3))
+    out, _ = ProbAttention(masked, factor=factor).eval()(q, k, v)
+    assert torch.allclose(out, reference_probsparse(q, k, v, factor, masked), atol=1e-10)
+
+
+def test_causal_ranking_in_blocks_equals_the_quadratic_rank():
+    torch.manual_seed(0)
+    sparsity = torch.randn(2, 3, 500)
+    sparsity[..., 100:110] = sparsity[..., 90:100]  # ties
+    higher = sparsity.unsqueeze(-1) > sparsity.unsqueeze(-2)
+    rank = (higher & torch.ones(500, 500, dtype=torch.bool).triu()).sum(-2)
+    for block in (1, 7, 64, 1000):
+        assert torch.equal(probsparse.causal_active(sparsity, 12, block), rank < 12)
+
+
+def test_masked_probsparse_on_long_inputs_is_causal_and_has_gradients():
+    torch.manual_seed(0)
+    layer = AttentionLayer(ProbAttention(True, factor=1), d_model=8, n_heads=2).eval()
+    x = torch.randn(1, 400, 8, requires_grad=True)
+    base, _ = layer(x, x, x)
+    for t in (3, 150, 398):
+        changed = x.detach().clone()
+        changed[:, t + 1:] += 3.0
+        out, _ = layer(changed, changed, changed)
+        assert torch.allclose(out[:, : t + 1], base[:, : t + 1], atol=1e-5), t
+    base.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+# --- chunked attention, time-major conv, fused projections ---------------------------------------
+
+def explicit_attention(q, k, v, scale, causal=False, limit=None):
+    scores = q @ k.transpose(-2, -1) * scale
+    if causal:
+        scores = scores.masked_fill(torch.ones(q.size(-2), k.size(-2), dtype=torch.bool).triu(1),
+                                    float("-inf"))
+    if limit is not None:
+        scores = scores.masked_fill(torch.arange(k.size(-2)) > limit.unsqueeze(-1), float("-inf"))
+    return torch.softmax(scores, -1) @ v
+
+
+@pytest.mark.parametrize("block", [2**21, 100, 7])
+@pytest.mark.parametrize("mask", ["none", "causal", "limit"])
+def test_chunked_attention_equals_softmax_attention(monkeypatch, block, mask):
+    monkeypatch.setattr(chunked, "BLOCK_SCORES", block)
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(2, 3, 30, 8, dtype=torch.float64, generator=g, requires_grad=True)
+    k = torch.randn(2, 3, 20, 8, dtype=torch.float64, generator=g, requires_grad=True)
+    v = torch.randn(2, 3, 20, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    limit = torch.randint(0, 20, (2, 3, 30), generator=g) if mask == "limit" else None
+    out = chunked.chunked_attention(q, k, v, 0.3, causal=mask == "causal", limit=limit)
+    expected = explicit_attention(q, k, v, 0.3, mask == "causal", limit)
+    assert torch.allclose(out, expected, atol=1e-12)
+    grad = torch.randn_like(out)
+    for a, b in zip(torch.autograd.grad(out, (q, k, v), grad),
+                    torch.autograd.grad(expected, (q, k, v), grad)):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_chunked_attention_dropout_gradients_and_rate(monkeypatch):
+    monkeypatch.setattr(chunked, "BLOCK_SCORES", 40)
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(1, 2, n, 4, dtype=torch.float64, generator=g, requires_grad=True)
+               for n in (9, 7, 7))
+
+    def seeded(q, k, v):
+        torch.manual_seed(3)
+        return chunked.chunked_attention(q, k, v, 0.5, dropout_p=0.25)
+
+    assert torch.autograd.gradcheck(seeded, (q, k, v))
+    # with v = identity rows the output is the dropped, rescaled attention matrix itself
+    torch.manual_seed(0)
+    eye = torch.eye(500, dtype=torch.float64).expand(1, 1, 500, 500)
+    weights = chunked.chunked_attention(torch.zeros(1, 1, 400, 4, dtype=torch.float64),
+                                        torch.zeros(1, 1, 500, 4, dtype=torch.float64), eye, 1.0,
+                                        dropout_p=0.2)
+    kept = weights != 0
+    assert abs(kept.double().mean().item() - 0.8) < 0.005
+    assert torch.allclose(weights[kept], torch.full_like(weights[kept], 1 / 500 / 0.8))
+
+
+def test_attention_paths_agree(monkeypatch):
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 2, 50, 8) for _ in range(3))
+    for masked in (False, True):
+        small = FullAttention(masked, attention_dropout=0.0).eval()(q, k, v)[0]
+        monkeypatch.setattr(attend, "EXPLICIT_MAX_SCORES", 0)
+        large = FullAttention(masked, attention_dropout=0.0).eval()(q, k, v)[0]
+        monkeypatch.undo()
+        assert torch.allclose(small, large, atol=1e-5)
+    for masked in (False, True):  # ProbSparse with the chunked path for its active queries
+        small = ProbAttention(masked, factor=1).eval()(q, k, v)[0]
+        monkeypatch.setattr(attend, "EXPLICIT_MAX_SCORES", 0)
+        large = ProbAttention(masked, factor=1).eval()(q, k, v)[0]
+        monkeypatch.undo()
+        assert torch.allclose(small, large, atol=1e-5)
+
+
+def test_sampled_scores_paths_agree(monkeypatch):
+    torch.manual_seed(0)
+    q, k = torch.randn(2, 3, 70, 8), torch.randn(2, 3, 90, 8)
+    index = torch.randint(90, (70, 6))
+    direct = torch.einsum("bhld,bhlsd->bhls", q, k[:, :, index])
+    assert torch.allclose(probsparse.sampled_scores(q, k, index), direct, atol=1e-5)
+    monkeypatch.setattr(probsparse, "SCORE_BLOCK", 500)  # dense, in (head, query) blocks
+    assert torch.allclose(probsparse.sampled_scores(q, k, index), direct, atol=1e-5)
+    monkeypatch.setattr(probsparse, "DENSE_SCORE_RATIO", {torch.float32: 0})  # gather keys
+    monkeypatch.setattr(probsparse, "SCORE_BLOCK", 0)
+    assert torch.allclose(probsparse.sampled_scores(q, k, index), direct, atol=1e-5)
+
+
+@pytest.mark.parametrize("c_in", [3, 70])
+def test_time_major_conv_and_pool_equal_torch_modules(c_in):
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(c_in, 16, 3, padding=1, padding_mode="circular").double()
+    x = torch.randn(2, 11, c_in, dtype=torch.float64)
+    expected = conv(x.transpose(1, 2)).transpose(1, 2)
+    assert torch.allclose(circular_conv3(x, conv.weight, conv.bias), expected, atol=1e-12)
+    pool = torch.nn.MaxPool1d(3, 2, 1)
+    assert torch.equal(max_pool_time(x), pool(x.transpose(1, 2)).transpose(1, 2))
+
+
+def test_distilling_layer_equals_its_definition():
+    torch.manual_seed(0)
+    layer = ConvLayer(16).train()
+    x = torch.randn(3, 13, 16)
+    expected = layer.max_pool(layer.activation(layer.norm(layer.down_conv(x.transpose(1, 2)))))
+    assert torch.allclose(layer(x), expected.transpose(1, 2), atol=1e-5)
+
+
+def test_feed_forward_equals_its_definition_under_a_seed():
+    from informer.nn.encoder import FeedForward
+
+    torch.manual_seed(0)
+    ff = FeedForward(8, 32, dropout=0.3, activation="gelu").train()
+    x = torch.randn(4, 10, 8)
+    torch.manual_seed(1)
+    out = ff(x)
+    torch.manual_seed(1)
+    hidden = dropout(torch.nn.functional.gelu(ff.linear1(x)), 0.3)
+    assert torch.allclose(out, dropout(ff.linear2(hidden), 0.3), atol=1e-5)
+
+
+def test_fused_projections_and_decoder_slice_change_nothing():
+    torch.manual_seed(0)
+    layer = AttentionLayer(FullAttention(False, attention_dropout=0.0), 16, 2).eval()
+    x, y = torch.randn(2, 9, 16), torch.randn(2, 5, 16)
+    for queries, keys in ((x, x), (y, x)):
+        out, _ = layer(queries, keys, keys)
+        heads = [p(t).view(2, -1, 2, 8).transpose(1, 2) for p, t in
+                 ((layer.query_projection, queries), (layer.key_projection, keys),
+                  (layer.value_projection, keys))]
+        expected = torch.softmax(heads[0] @ heads[1].transpose(-2, -1) / 8**0.5, -1) @ heads[2]
+        expected = layer.out_projection(expected.transpose(1, 2).reshape(2, -1, 16))
+        assert torch.allclose(out, expected, atol=1e-5)
+    c = InformerConfig(seq_len=24, label_len=12, pred_len=6, d_model=16, n_heads=2, d_ff=32,
+                       d_layers=2)
+    net = Informer(c).eval()
+    x, xm, ym = inputs(c)
+    enc, _ = net.encoder(net.enc_embedding(x, xm))
+    dec = net.dec_embedding(net.decoder_input(x), ym)
+    assert torch.allclose(net.decoder(dec, enc, keep_last=6), net.decoder(dec, enc)[:, -6:],
+                          atol=1e-6)
+
+
+def test_bf16_autocast_keeps_a_bf16_residual_stream_close_to_fp32():
+    torch.manual_seed(0)
+    c = InformerConfig(seq_len=32, label_len=16, pred_len=8, d_model=32, n_heads=4, d_ff=64)
+    net = Informer(c).eval()
+    x, xm, ym = inputs(c)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert net.enc_embedding(x, xm).dtype == torch.bfloat16
+        low = net.predict(x, xm, ym).float()
+    high = net.predict(x, xm, ym)
+    assert (low - high).norm() / high.norm() < 0.05

@@ -25,21 +25,33 @@ class DecoderLayer(nn.Module):
         self.norm3 = nn.LayerNorm(d_model)
         self.dropout = Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
-        x = self.norm1(x + self.dropout(self.self_attention(x, x, x)[0]))
-        x = self.norm2(x + self.dropout(self.cross_attention(x, cross, cross)[0]))
-        return self.norm3(x + self.feed_forward(x))
+    def forward(self, x: torch.Tensor, cross: torch.Tensor, keep_last: int | None = None
+                ) -> torch.Tensor:
+        """``[B, L_dec, d], [B, L_enc, d] -> [B, L_dec, d]``, or only the last ``keep_last``
+        positions ``[B, keep_last, d]`` (everything after self-attention is position-wise)."""
+        x = self.norm1(self.dropout.add(x, self.self_attention(x, x, x)[0]))
+        if keep_last is not None:
+            x = x[:, x.size(1) - keep_last:]
+        x = self.norm2(self.dropout.add(x, self.cross_attention(x, cross, cross)[0]))
+        return self.norm3(self.feed_forward.residual(x))
 
 
 class Decoder(nn.Module):
-    """Stack of decoder layers: ``[B, L_dec, d], [B, L_enc, d] -> [B, L_dec, d]``."""
+    """Stack of decoder layers: ``[B, L_dec, d], [B, L_enc, d] -> [B, L_dec, d]``.
+
+    ``keep_last`` returns only the last positions ``[B, keep_last, d]``: the last layer then
+    computes cross-attention, feed-forward and norms for those positions only.
+    """
 
     def __init__(self, layers: list[DecoderLayer], norm_layer: nn.Module | None = None) -> None:
         super().__init__()
         self.layers = nn.ModuleList(layers)
         self.norm = norm_layer
 
-    def forward(self, x: torch.Tensor, cross: torch.Tensor) -> torch.Tensor:
-        for layer in self.layers:
-            x = layer(x, cross)
+    def forward(self, x: torch.Tensor, cross: torch.Tensor, keep_last: int | None = None
+                ) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cross, keep_last if i == len(self.layers) - 1 else None)
+        if keep_last is not None and not self.layers:
+            x = x[:, x.size(1) - keep_last:]
         return self.norm(x) if self.norm is not None else x

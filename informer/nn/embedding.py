@@ -7,6 +7,7 @@ import math
 import torch
 from torch import nn
 
+from informer.nn.conv import circular_conv3
 from informer.nn.dropout import Dropout
 
 
@@ -43,7 +44,7 @@ class TokenEmbedding(nn.Module):
         nn.init.kaiming_normal_(self.token_conv.weight, mode="fan_in", nonlinearity="leaky_relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.token_conv(x.transpose(1, 2)).transpose(1, 2)
+        return circular_conv3(x, self.token_conv.weight)
 
 
 class FixedEmbedding(nn.Module):
@@ -104,5 +105,11 @@ class DataEmbedding(nn.Module):
         self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, x_mark: torch.Tensor) -> torch.Tensor:
-        x = self.value_embedding(x) + self.position_embedding(x) + self.temporal_embedding(x_mark)
+        position = self.position_embedding(x)
+        device = x.device.type
+        if torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16:
+            # keep the residual stream in bf16 under bf16 autocast (the float32 table would
+            # promote every residual sum and LayerNorm to float32, with a cast at every linear)
+            position = position.to(torch.bfloat16)
+        x = self.value_embedding(x) + position + self.temporal_embedding(x_mark)
         return self.dropout(x)

@@ -7,27 +7,44 @@ import torch.nn.functional as F
 from torch import nn
 
 from informer.nn.attention import AttentionLayer
-from informer.nn.dropout import Dropout
+from informer.nn.conv import circular_conv3, max_pool_time
+from informer.nn.dropout import Dropout, activation_dropout
 
 Attentions = list[torch.Tensor | None]
 
 
 class FeedForward(nn.Module):
-    """Position-wise feed-forward ``d_model -> d_ff -> d_model`` (the reference's 1x1 convs)."""
+    """Position-wise feed-forward ``[B, L, d_model] -> [B, L, d_ff] -> [B, L, d_model]`` (the
+    reference's 1x1 convs), with dropout after the activation and on the output."""
 
     def __init__(self, d_model: int, d_ff: int, dropout: float, activation: str) -> None:
         super().__init__()
         self.linear1 = nn.Linear(d_model, d_ff)
         self.linear2 = nn.Linear(d_ff, d_model)
         self.dropout = Dropout(dropout)
-        self.activation = F.relu if activation == "relu" else F.gelu
+        self.activation = activation
+
+    def _inner(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.dropout.p if self.training else 0.0
+        hidden = activation_dropout(self.linear1(x), p, self.training, self.activation,
+                                    scaled=False)
+        weight = self.linear2.weight if p == 0.0 else self.linear2.weight * (1.0 / (1.0 - p))
+        return F.linear(hidden, weight, self.linear2.bias)  # dropout's scale folded in weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.linear2(self.dropout(self.activation(self.linear1(x)))))
+        return self.dropout(self._inner(x))
+
+    def residual(self, x: torch.Tensor) -> torch.Tensor:
+        """``x + forward(x)`` with the output dropout fused into the sum."""
+        return self.dropout.add(x, self._inner(x))
 
 
 class ConvLayer(nn.Module):
-    """Self-attention distilling: ``[B, L, d] -> [B, ceil(L/2), d]``."""
+    """Self-attention distilling: ``[B, L, d] -> [B, ceil(L/2), d]``.
+
+    Circular Conv1d(k=3) + BatchNorm1d + ELU + MaxPool1d(3, stride 2, pad 1) over time, computed
+    on the time-major layout (same parameters and results as the ``nn`` modules on ``[B, d, L]``).
+    """
 
     def __init__(self, c_in: int) -> None:
         super().__init__()
@@ -37,8 +54,11 @@ class ConvLayer(nn.Module):
         self.max_pool = nn.MaxPool1d(kernel_size=3, stride=2, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.activation(self.norm(self.down_conv(x.transpose(1, 2))))
-        return self.max_pool(x).transpose(1, 2)
+        b, length, _ = x.shape
+        x = circular_conv3(x, self.down_conv.weight, self.down_conv.bias)
+        x = self.activation(self.norm(x.reshape(b * length, -1)).view(b, length, -1))
+        pool = self.max_pool
+        return max_pool_time(x, pool.kernel_size, pool.stride, pool.padding)
 
 
 class EncoderLayer(nn.Module):
@@ -55,8 +75,8 @@ class EncoderLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         new_x, attn = self.attention(x, x, x)
-        x = self.norm1(x + self.dropout(new_x))
-        return self.norm2(x + self.feed_forward(x)), attn
+        x = self.norm1(self.dropout.add(x, new_x))
+        return self.norm2(self.feed_forward.residual(x)), attn
 
 
 class Encoder(nn.Module):

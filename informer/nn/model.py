@@ -75,8 +75,11 @@ class Informer(nn.Module):
     def forward(self, x_enc: torch.Tensor, x_mark_enc: torch.Tensor, x_dec: torch.Tensor,
                 x_mark_dec: torch.Tensor):
         enc_out, attns = self.encoder(self.enc_embedding(x_enc, x_mark_enc))
-        dec_out = self.decoder(self.dec_embedding(x_dec, x_mark_dec), enc_out)
-        out = self.projection(dec_out)[:, -self.config.pred_len:, :]
+        # only the forecast positions leave the decoder (the last layer skips the others after
+        # its self-attention; the outputs are the same)
+        dec_out = self.decoder(self.dec_embedding(x_dec, x_mark_dec), enc_out,
+                               keep_last=self.config.pred_len)
+        out = self.projection(dec_out)
         return (out, attns) if self.config.output_attention else out
 
     def predict(self, x_enc: torch.Tensor, x_mark_enc: torch.Tensor,
