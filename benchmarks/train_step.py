@@ -32,7 +32,8 @@ from informer.evaluation import targets  # noqa: E402
 from informer.module import InformerModule  # noqa: E402
 
 REFERENCE_FP32 = "1.02-1.08"
-# The same benchmark before the speed work (commit 35fa01d), same machine type.
+# The network before the speed work, and this benchmark's figures for it then (same machine type).
+BASELINE_REV = "35fa01d"
 BEFORE = {"32-true": 0.715, "bf16-mixed": 0.374}
 
 
@@ -44,19 +45,20 @@ def make_optimizer(module: InformerModule, kind: str) -> torch.optim.Optimizer:
     return configured["optimizer"] if isinstance(configured, dict) else configured
 
 
-def run(steps: int, warmup: int, precision: str, attn: str, batch_size: int,
-        optimizer_kind: str = "module", compile_net: bool = False) -> dict:
+def _setup(attn: str, optimizer_kind: str) -> tuple:
     torch.manual_seed(0)
     data_dir = os.environ.get(ENV_DATA_DIR, "data")
     series = SeriesData.fit(resolve_data_file(data_dir, "ETTh1.csv"), split="ett_hour")
-    dataset = series.dataset("train")
     config = InformerConfig(enc_in=7, dec_in=7, c_out=7, attn=attn)
     module = InformerModule(lr=1e-4, **config.to_dict())
-    net = module.net.train()
-    optimizer = make_optimizer(module, optimizer_kind)
-    forward = torch.compile(net.predict) if compile_net else net.predict
-    bf16 = precision.startswith("bf16")
-    order = torch.randperm(len(dataset))
+    return series.dataset("train"), config, module, make_optimizer(module, optimizer_kind)
+
+
+def _stepper(forward, optimizer: torch.optim.Optimizer, dataset, config: InformerConfig,
+             batch_size: int, bf16: bool):  # noqa: ANN001, ANN202
+    """``step(i)``: the i-th training step on a fixed random order of windows."""
+    order = torch.Generator().manual_seed(0)
+    order = torch.randperm(len(dataset), generator=order)
 
     def step(i: int) -> float:
         index = order[(i * batch_size) % (len(dataset) - batch_size):][:batch_size].tolist()
@@ -69,6 +71,15 @@ def run(steps: int, warmup: int, precision: str, attn: str, batch_size: int,
         optimizer.step()
         return loss.item()
 
+    return step
+
+
+def run(steps: int, warmup: int, precision: str, attn: str, batch_size: int,
+        optimizer_kind: str = "module", compile_net: bool = False) -> dict:
+    dataset, config, module, optimizer = _setup(attn, optimizer_kind)
+    net = module.net.train()
+    forward = torch.compile(net.predict) if compile_net else net.predict
+    step = _stepper(forward, optimizer, dataset, config, batch_size, precision != "32-true")
     for i in range(warmup):
         step(i)
     start = time.perf_counter()
@@ -79,20 +90,53 @@ def run(steps: int, warmup: int, precision: str, attn: str, batch_size: int,
             "peak_rss_gib": peak_rss_gib()}
 
 
+def run_ab(rev: str, rounds: int, steps: int, warmup: int, precision: str, attn: str,
+           batch_size: int, optimizer_kind: str = "module") -> dict:
+    """This network against the one of git revision ``rev``: same weights, optimizer and
+    batches, ``rounds`` interleaved rounds of ``steps`` steps each; fastest round of each."""
+    from baseline import baseline_informer
+
+    dataset, config, module, optimizer = _setup(attn, optimizer_kind)
+    old = baseline_informer(rev)(config).train()
+    old.load_state_dict(module.net.state_dict())
+    old_optimizer = type(optimizer)(old.parameters(), **optimizer.defaults)
+    bf16 = precision != "32-true"
+    steps_of = {"new": _stepper(module.net.train().predict, optimizer, dataset, config,
+                                batch_size, bf16),
+                "old": _stepper(old.predict, old_optimizer, dataset, config, batch_size, bf16)}
+    times: dict[str, list[float]] = {name: [] for name in steps_of}
+    for step in steps_of.values():
+        for i in range(warmup):
+            step(i)
+    for r in range(rounds):
+        for name, step in steps_of.items():
+            start = time.perf_counter()
+            for i in range(steps):
+                step(warmup + r * steps + i)
+            times[name].append((time.perf_counter() - start) / steps)
+    return {"s_per_step": min(times["new"]), "baseline_s_per_step": min(times["old"])}
+
+
+def _subprocess(args: list[str]) -> dict[str, float]:
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                         check=True).stdout
+    pairs = (line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return {k: float(v) for k, v in pairs}
+
+
 def measure(args: argparse.Namespace, attn: str, precision: str, optimizer: str) -> dict:
+    """One setting in a fresh process (its own peak RSS), with the load around it."""
     if args.wait_quiet:
         wait_quiet(args.wait_quiet)
-    cmd = [sys.executable, __file__, "--steps", str(args.steps), "--warmup", str(args.warmup),
-           "--precision", precision, "--attn", attn, "--optimizer", optimizer]
     load = load_average()
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    values = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    result = {k: float(values[k]) for k in ("s_per_step", "samples_per_s", "peak_rss_gib")}
+    result = _subprocess(["--steps", str(args.steps), "--warmup", str(args.warmup),
+                          "--precision", precision, "--attn", attn, "--optimizer", optimizer])
     return result | {"load": max(load, load_average())}
 
 
 def record(args: argparse.Namespace) -> None:
-    """Every attention x precision, ``--repeats`` times each (interleaved), minimum recorded."""
+    """Every attention x precision, ``--repeats`` times each (interleaved), fastest recorded;
+    then each against ``BASELINE_REV`` in one process, interleaved."""
     combos = [(a, p) for a in ("prob", "full") for p in ("32-true", "bf16-mixed")]
     combos.append(("prob", "bf16-mixed+fused"))
     runs: dict[tuple[str, str], list[dict]] = {c: [] for c in combos}
@@ -104,6 +148,18 @@ def record(args: argparse.Namespace) -> None:
             print(f"{attn:4s} {precision:16s} {last['s_per_step']:.3f} s/step "
                   f"(load {last['load']:.2f})", flush=True)
     best = {c: min(r, key=lambda v: v["s_per_step"]) for c, r in runs.items()}
+    ab = {}
+    for attn, precision in combos[:4]:
+        if args.wait_quiet:
+            wait_quiet(args.wait_quiet)
+        try:  # needs the git history
+            ab[(attn, precision)] = _subprocess([
+                "--baseline", BASELINE_REV, "--rounds", str(args.repeats), "--steps", "5",
+                "--warmup", str(args.warmup), "--precision", precision, "--attn", attn])
+        except subprocess.CalledProcessError as error:
+            print(f"A/B against {BASELINE_REV} failed: {error.stderr[-300:]}", flush=True)
+            continue
+        print(f"{attn:4s} {precision:16s} A/B: {ab[(attn, precision)]}", flush=True)
     loads = [v["load"] for v in best.values()]
     lines = [
         "## Training step (`benchmarks/train_step.py`)", "",
@@ -114,18 +170,26 @@ def record(args: argparse.Namespace) -> None:
         f"{args.repeats} interleaved repeats, fastest repeat shown.", "",
         f"Machine: {machine()}. Measured {time.strftime('%Y-%m-%d')}; 1-minute load average "
         f"around the runs shown {min(loads):.2f}-{max(loads):.2f} (other work shares the "
-        "cores).", "",
-        "| attention | precision | s/step | samples/s | peak RSS (GiB) | before (35fa01d) |",
-        "| --- | --- | ---: | ---: | ---: | ---: |",
+        "cores, and the speed of these shared machines drifts by 10-20% over a day: compare "
+        "figures from the same run).", "",
+        "| attention | precision | s/step | samples/s | peak RSS (GiB) "
+        f"| A/B in one process: {BASELINE_REV} -> now | recorded before ({BASELINE_REV}) |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for (attn, precision), v in best.items():
         name, _, opt = precision.partition("+")
         label = f"{name}, Adam(fused=True)" if opt else name
+        pair = ab.get((attn, precision))
+        versus = (f"{pair['baseline_s_per_step']:.3f} -> {pair['s_per_step']:.3f} s "
+                  f"({pair['speedup']:.2f}x)") if pair else ""
         before = f"{BEFORE[name]:.3f}" if attn == "prob" and not opt else ""
         lines.append(f"| {attn} | {label} | {v['s_per_step']:.3f} | {v['samples_per_s']:.1f} "
-                     f"| {v['peak_rss_gib']:.2f} | {before} |")
+                     f"| {v['peak_rss_gib']:.2f} | {versus} | {before} |")
     lines += ["", "The optimizer is the one `InformerModule.configure_optimizers` returns; the "
-              "`Adam(fused=True)` row shows the same step with PyTorch's fused Adam kernel.", "",
+              "`Adam(fused=True)` row shows the same step with PyTorch's fused Adam kernel. "
+              f"A/B: `python benchmarks/train_step.py --baseline {BASELINE_REV} --precision ...`"
+              " trains both networks (same weights, optimizer and batches) in one process, "
+              f"{args.repeats} interleaved rounds of 5 steps, fastest round of each.", "",
               f"Reference code (the paper's repository) at the same config on these 2-core "
               f"machines: {REFERENCE_FP32} s/step fp32 (about 30 samples/s), 0.6 s under bf16 "
               "autocast."]
@@ -142,6 +206,9 @@ def main() -> None:
     parser.add_argument("--optimizer", default="module", choices=["module", "fused"],
                         help="the module's optimizer, or Adam(fused=True)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
+    parser.add_argument("--baseline", metavar="REV", default="",
+                        help="A/B against the network of this git revision, interleaved")
+    parser.add_argument("--rounds", type=int, default=3, help="--baseline: rounds per network")
     parser.add_argument("--record", action="store_true",
                         help="run every attention x precision and write docs/benchmarks.md")
     parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="S",
@@ -150,6 +217,13 @@ def main() -> None:
     args = parser.parse_args()
     if args.record:
         record(args)
+        return
+    if args.baseline:
+        result = run_ab(args.baseline, args.rounds, args.steps, args.warmup, args.precision,
+                        args.attn, args.batch_size, args.optimizer)
+        print(f"baseline_s_per_step={result['baseline_s_per_step']:.4f}")
+        print(f"speedup={result['baseline_s_per_step'] / result['s_per_step']:.3f}")
+        print(f"s_per_step={result['s_per_step']:.4f}")
         return
     result = run(args.steps, args.warmup, args.precision, args.attn, args.batch_size,
                  args.optimizer, args.compile)
