@@ -41,7 +41,7 @@ def default_artifact(csv: Path, directory: Path) -> Path:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="artifact directory (default: untrained default config)")
-    parser.add_argument("--batch-sizes", default="1,32,128,256")
+    parser.add_argument("--batch-sizes", default="1,16,32,64,256")
     parser.add_argument("--record", action="store_true", help="write docs/benchmarks.md")
     args = parser.parse_args()
     csv = resolve_data_file(os.environ.get(ENV_DATA_DIR, "data"), "ETTh1.csv")

@@ -23,6 +23,7 @@ class InformerConfig:
 
     ``s_layers`` (e.g. ``[3, 2, 1]``) turns the model into InformerStack: one encoder per entry
     with that many layers, fed the last L, L/2, L/4 ... input steps; ``e_layers`` is then unused.
+    ``revin`` adds reversible instance normalisation around the network (not in the paper).
     """
 
     enc_in: int = 7
@@ -47,6 +48,7 @@ class InformerConfig:
     distil: bool = True
     mix: bool = True
     padding: int = 0
+    revin: bool = False
 
     def __post_init__(self) -> None:
         if self.s_layers is not None:
@@ -83,6 +85,13 @@ class InformerConfig:
             _fail("embed", f"one of {list(EMBEDDINGS)}", self.embed)
         if self.activation not in ACTIVATIONS:
             _fail("activation", f"one of {list(ACTIVATIONS)}", self.activation)
+        if not isinstance(self.revin, bool):
+            _fail("revin", "true or false", self.revin)
+        if self.revin and (self.dec_in != self.enc_in or self.c_out > self.enc_in):
+            raise InformerError(
+                f"model.revin: expected dec_in == enc_in and c_out <= enc_in (outputs are the "
+                f"last input channels), got enc_in={self.enc_in}, dec_in={self.dec_in}, "
+                f"c_out={self.c_out}")
         if self.padding not in (0, 1):
             _fail("padding", "0 (zeros) or 1 (ones)", self.padding)
         self.mark_dim  # validates freq  # noqa: B018

@@ -8,6 +8,7 @@ from torch.utils.data import DataLoader
 from informer.data.windows import WindowDataset, collate_batch
 from informer.metrics import N_SUMS, error_sums, metrics_from_sums
 from informer.nn.model import Informer
+from informer.precision import uses_bf16
 from informer.schema import DataSchema
 
 
@@ -26,14 +27,14 @@ def unscale(values: torch.Tensor, schema: DataSchema) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(net: Informer, schema: DataSchema, dataset: WindowDataset, batch_size: int = 256,
-             precision: str = "32-true") -> dict[str, float]:
+             precision: str = "auto") -> dict[str, float]:
     """MAE/MSE/RMSE/MAPE/MSPE over every window, scaled and (``*_original``) in units."""
     net.eval()
     device = next(net.parameters()).device
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_batch)
     scaled = torch.zeros(N_SUMS, dtype=torch.float64)
     original = torch.zeros(N_SUMS, dtype=torch.float64)
-    use_bf16 = precision.startswith("bf16")
+    use_bf16 = uses_bf16(precision, device.type)
     for batch in loader:
         batch = {k: v.to(device) for k, v in batch.items()}
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):

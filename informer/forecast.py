@@ -18,6 +18,7 @@ from informer.data.csv import DATE, validate_frame
 from informer.data.splits import split_borders
 from informer.data.windows import WindowDataset
 from informer.errors import InformerError
+from informer.precision import uses_bf16
 from informer.schema import DataSchema
 from informer.timefeatures import future_dates, time_features
 
@@ -37,12 +38,12 @@ class Forecaster:
     """Turns history DataFrames (``date`` + the artifact's columns) into forecasts in original
     units with real future timestamps."""
 
-    def __init__(self, loaded: LoadedModel, batch_size: int = 256, precision: str = "32-true",
+    def __init__(self, loaded: LoadedModel, batch_size: int = 64, precision: str = "auto",
                  split: dict | None = None) -> None:
         self.loaded = loaded
         self.net = loaded.net.eval()
         self.batch_size = batch_size
-        self.bf16 = precision.startswith("bf16")
+        self.bf16 = uses_bf16(precision, next(self.net.parameters()).device.type)
         run_data = (loaded.info.get("run") or {}).get("data") or {}
         self.split = split or {k: run_data[k] for k in ("split", "train_ratio", "test_ratio")
                                if k in run_data}

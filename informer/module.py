@@ -116,7 +116,7 @@ class InformerModule(L.LightningModule):
     @override
     def configure_optimizers(self) -> dict[str, Any]:
         """Adam; the paper's "type1" schedule: lr * decay^(epoch-1) from the second epoch on."""
-        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.hparams.lr, fused=True)
         decay = self.hparams.lr_decay
         schedule = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda epoch: decay ** max(0, epoch - 1))

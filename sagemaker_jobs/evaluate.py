@@ -85,6 +85,7 @@ def evaluate_windows(net: Any, schema: Any, dataset: Any, batch_size: int,
     from informer.data.windows import collate_batch
     from informer.evaluation import targets, unscale
     from informer.metrics import N_SUMS, error_sums, metrics_from_sums
+    from informer.precision import uses_bf16
 
     device = next(net.parameters()).device
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_batch)
@@ -96,7 +97,7 @@ def evaluate_windows(net: Any, schema: Any, dataset: Any, batch_size: int,
         for batch in loader:
             batch = {k: v.to(device) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16,
-                                enabled=precision.startswith("bf16")):
+                                enabled=uses_bf16(precision, device.type)):
                 pred = net.predict(batch["x"], batch["x_mark"], batch["y_mark"]).float()
             true = targets(batch, net.config.pred_len, net.config.c_out)
             for space, (p, t) in {"": (pred, true),

@@ -16,6 +16,7 @@ from informer.artifact import save_artifact
 from informer.checkpointing import AtomicCheckpointIO
 from informer.cli.common import check_overrides, config_dir, user_errors
 from informer.files import atomic_write_json, atomic_write_text
+from informer.precision import resolve_precision, trainer_device_type
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     model = instantiate(cfg.model, _convert_="object", enc_in=schema.enc_in, dec_in=schema.enc_in,
                         c_out=schema.c_out, schema=schema.to_dict())
 
+    # "auto": bf16 autocast where the hardware runs it fast, else fp32 (informer.precision)
+    cfg.trainer.precision = resolve_precision(cfg.trainer.get("precision", "auto"),
+                                              trainer_device_type(cfg.trainer.get("accelerator")))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
                                      logger=_instantiate_all(cfg.get("logger")) or False,
                                      plugins=[AtomicCheckpointIO()])

@@ -10,6 +10,7 @@ from informer.nn.attention import AttentionLayer, FullAttention, ProbAttention
 from informer.nn.decoder import Decoder, DecoderLayer
 from informer.nn.embedding import DataEmbedding
 from informer.nn.encoder import ConvLayer, Encoder, EncoderLayer, EncoderStack
+from informer.nn.revin import RevIN
 
 
 class Informer(nn.Module):
@@ -36,6 +37,7 @@ class Informer(nn.Module):
         self.decoder = Decoder([self._decoder_layer() for _ in range(c.d_layers)],
                                nn.LayerNorm(c.d_model))
         self.projection = nn.Linear(c.d_model, c.c_out)
+        self.revin = RevIN(c.enc_in) if c.revin else None
 
     def _attention(self, masked: bool, output_attention: bool = False) -> nn.Module:
         c = self.config
@@ -74,12 +76,19 @@ class Informer(nn.Module):
 
     def forward(self, x_enc: torch.Tensor, x_mark_enc: torch.Tensor, x_dec: torch.Tensor,
                 x_mark_dec: torch.Tensor):
+        if self.revin is not None:  # start tokens share the window's statistics; fill stays
+            x_enc, stats = self.revin.normalize(x_enc)
+            label = self.config.label_len
+            x_dec = torch.cat([self.revin.scale(x_dec[:, :label, :], stats),
+                               x_dec[:, label:, :]], dim=1)
         enc_out, attns = self.encoder(self.enc_embedding(x_enc, x_mark_enc))
         # only the forecast positions leave the decoder (the last layer skips the others after
         # its self-attention; the outputs are the same)
         dec_out = self.decoder(self.dec_embedding(x_dec, x_mark_dec), enc_out,
                                keep_last=self.config.pred_len)
         out = self.projection(dec_out)
+        if self.revin is not None:
+            out = self.revin.denormalize(out, stats)
         return (out, attns) if self.config.output_attention else out
 
     def predict(self, x_enc: torch.Tensor, x_mark_enc: torch.Tensor,
