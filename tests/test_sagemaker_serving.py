@@ -16,6 +16,7 @@ import torch
 from informer.artifact import save_artifact
 from informer.config import InformerConfig
 from informer.data.series import SeriesData
+from informer.errors import InformerError
 from informer.forecast import Forecaster
 from informer.nn.model import Informer
 from sagemaker_jobs import inference, serve, transform
@@ -98,6 +99,21 @@ def test_json_instances_and_single_objects(model):
     assert predictions[0] == predictions[1]
     body, _ = call(model, json.dumps(one), "application/json", "application/jsonlines")
     assert json.loads(body) == predictions[0]
+
+
+def test_precision_comes_from_the_environment(model_dir, monkeypatch):
+    assert inference.model_fn(str(model_dir)).bf16 is False  # batch-independent by default
+    monkeypatch.setenv("INFORMER_PRECISION", "bf16-mixed")
+    fast = inference.model_fn(str(model_dir))
+    assert fast.bf16 is True
+    frame = history(100)
+    exact = Forecaster(fast.loaded, precision="32-true").forecast(frame)
+    approx = fast.forecast(frame)
+    scale = frame["OT"].std()
+    assert abs(approx["OT"] - exact["OT"]).max() < 0.05 * scale
+    monkeypatch.setenv("INFORMER_PRECISION", "fp8")
+    with pytest.raises(InformerError, match=r"^INFORMER_PRECISION: expected one of .*'fp8'$"):
+        inference.model_fn(str(model_dir))
 
 
 HEADER = "date,HUFL,HULL,MUFL,MULL,LUFL,LULL,OT"
