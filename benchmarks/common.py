@@ -64,13 +64,16 @@ def machine() -> str:
             f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
 
 
-def record_section(name: str, body: str) -> None:
-    """Replace (or append) the ``name`` section of docs/benchmarks.md."""
-    text = DOCS.read_text() if DOCS.exists() else HEADER
+def record_section(name: str, body: str, path: Path = DOCS, header: str = HEADER) -> None:
+    """Replace (or append) the ``name`` section of ``path`` (docs/benchmarks.md), keeping the
+    hand-written text around it; written to a temporary file, then renamed."""
+    text = path.read_text() if path.exists() else header
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     block = f"{start}\n{body.strip()}\n{end}"
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else \
         text.rstrip() + "\n\n" + block + "\n"
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(text)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

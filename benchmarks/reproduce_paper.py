@@ -11,7 +11,11 @@ stopped and started again); the same sweep as a Hydra multirun is
 The script prints test MSE/MAE (standardised data, as in the paper) as mean +- std over seeds
 beside the paper's figures and, with ``record=true``, writes ``docs/results.md``.
 ``jobs=2`` runs two trainings at once with one thread each (faster on 2 cores than one run
-with two threads).
+with two threads). Variants: ``paper`` (the preset as is), ``revin`` (``model.revin=true``),
+``fp32`` (``trainer.precision=32-true``, to check bf16 training against full precision).
+Overrides after ``--`` go to every run (``-- trainer.accelerator=gpu`` trains on a GPU);
+``section=<name>`` records into its own block of ``docs/results.md``; ``train=false`` reports
+the finished runs only.
 """
 
 from __future__ import annotations
@@ -25,8 +29,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import torch
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine  # noqa: E402
+from common import machine, record_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results.md"
@@ -37,9 +44,11 @@ PAPER = {
     "S": {24: (0.098, 0.247), 48: (0.158, 0.319), 168: (0.183, 0.346), 336: (0.222, 0.387),
           720: (0.269, 0.435)},
 }
-VARIANTS = {"paper": [], "revin": ["model.revin=true"]}
+VARIANTS = {"paper": [], "revin": ["model.revin=true"], "fp32": ["trainer.precision=32-true"]}
 DEFAULTS = {"experiment": "etth1_M_24,etth1_M_48,etth1_M_168", "seed": "2021,1,2",
-            "variant": "paper,revin", "jobs": "1", "out": "runs/reproduce", "record": "false"}
+            "variant": "paper,revin", "jobs": "1", "out": "runs/reproduce", "record": "false",
+            "section": "reproduce_paper", "train": "true"}
+HEADER = "# Results: the paper's ETTh1 table\n"
 
 
 def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
@@ -83,11 +92,20 @@ def train(directory: Path, experiment: str, variant: str, seed: str, extra: list
             raise SystemExit(f"error: {' '.join(command)} failed; see {directory / 'train.log'}")
         result = json.loads(metrics.read_text())
         result["seconds"] = time.perf_counter() - start
+        result["machine"] = where(directory)
         metrics.write_text(json.dumps(result, indent=2))
         print(f"{experiment} {variant} seed {seed}: test MSE {result['test/mse']:.4f} "
               f"MAE {result['test/mae']:.4f} ({result['epochs']:.0f} epochs, "
               f"{result['seconds']:.0f} s)", flush=True)
     return json.loads(metrics.read_text())
+
+
+def where(directory: Path) -> str:
+    """The device and precision a finished run trained with (from its saved config)."""
+    trainer = yaml.safe_load((directory / "config.yaml").read_text()).get("trainer", {})
+    gpu = trainer.get("accelerator") in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+    device = torch.cuda.get_device_name(0) if gpu else machine()
+    return f"{device}, {trainer.get('precision')}"
 
 
 def summarise(values: list[float]) -> str:
@@ -116,20 +134,6 @@ def table(results: dict[tuple[str, str], list[dict[str, float]]], variants: list
     return "\n".join(lines)
 
 
-def record(section: str) -> None:
-    """Replace the generated table in ``docs/results.md``, keeping the hand-written analysis."""
-    start, end = "<!-- reproduce_paper:start -->", "<!-- reproduce_paper:end -->"
-    text = RESULTS.read_text() if RESULTS.is_file() else "# Results: the paper's ETTh1 table\n"
-    block = f"{start}\n{section}\n{end}"
-    if start in text and end in text:
-        text = text[:text.index(start)] + block + text[text.index(end) + len(end):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    tmp = RESULTS.with_suffix(".tmp")
-    tmp.write_text(text)
-    tmp.replace(RESULTS)
-
-
 def main(argv: list[str]) -> None:
     options, extra = parse(argv)
     out = Path(options["out"])
@@ -137,6 +141,8 @@ def main(argv: list[str]) -> None:
     seeds, variants = options["seed"].split(","), options["variant"].split(",")
     jobs = int(options["jobs"])
     plan = [(e, v, s) for e in experiments for v in variants for s in seeds]
+    if options["train"].lower() == "false":  # report the finished runs only
+        plan = [p for p in plan if (run_dir(out, *p) / "metrics.json").is_file()]
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         done = list(pool.map(lambda p: (p, train(run_dir(out, *p), *p, extra, threads)), plan))
@@ -148,11 +154,13 @@ def main(argv: list[str]) -> None:
     if options["record"].lower() == "true":
         command = "python benchmarks/reproduce_paper.py " + " ".join(argv)
         minutes = sum(m.get("seconds", 0.0) for _, m in done) / 60
+        machines = "; ".join(sorted({m.get("machine") or where(run_dir(out, *p))
+                                     for p, m in done}))
         section = (f"Produced by `{command}` (test split, every window, standardised data as "
                    f"in the paper; mean ± sample std over seeds {', '.join(seeds)}; "
-                   f"{minutes:.0f} min of training in all).\n\nMachine: {machine()}. Recorded "
-                   f"{time.strftime('%Y-%m-%d')}.\n\n{text}")
-        record(section)
+                   f"{minutes:.0f} min of training in all).\n\nTrained on: {machines}. "
+                   f"Recorded {time.strftime('%Y-%m-%d')}.\n\n{text}")
+        record_section(options["section"], section, RESULTS, HEADER)
         print(f"wrote {RESULTS}")
 
 

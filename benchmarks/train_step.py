@@ -3,6 +3,7 @@ n_heads 8, e_layers 2, d_layers 1, d_ff 2048, batch 32), on real ETTh1 batches.
 
     python benchmarks/train_step.py --steps 10 --precision bf16-mixed [--attn full]
     python benchmarks/train_step.py --record      # fp32 + bf16, prob + full -> docs/benchmarks.md
+    python benchmarks/train_step.py --device cuda --precision bf16-mixed   # on a GPU
 
 A step is what the LightningModule does per batch: gather the batch, forward (under bf16
 autocast for ``bf16-mixed``, as Lightning does), MSE loss, backward, optimizer step; the network
@@ -45,25 +46,27 @@ def make_optimizer(module: InformerModule, kind: str) -> torch.optim.Optimizer:
     return configured["optimizer"] if isinstance(configured, dict) else configured
 
 
-def _setup(attn: str, optimizer_kind: str) -> tuple:
+def _setup(attn: str, optimizer_kind: str, device: str = "cpu") -> tuple:
     torch.manual_seed(0)
     data_dir = os.environ.get(ENV_DATA_DIR, "data")
     series = SeriesData.fit(resolve_data_file(data_dir, "ETTh1.csv"), split="ett_hour")
     config = InformerConfig(enc_in=7, dec_in=7, c_out=7, attn=attn)
-    module = InformerModule(lr=1e-4, **config.to_dict())
+    module = InformerModule(lr=1e-4, **config.to_dict()).to(device)
     return series.dataset("train"), config, module, make_optimizer(module, optimizer_kind)
 
 
 def _stepper(forward, optimizer: torch.optim.Optimizer, dataset, config: InformerConfig,
-             batch_size: int, bf16: bool):  # noqa: ANN001, ANN202
-    """``step(i)``: the i-th training step on a fixed random order of windows."""
+             batch_size: int, bf16: bool, device: str = "cpu"):  # noqa: ANN001, ANN202
+    """``step(i)``: the i-th training step on a fixed random order of windows (``loss.item()``
+    waits for the device, so host clocks around steps time the device work too)."""
     order = torch.Generator().manual_seed(0)
     order = torch.randperm(len(dataset), generator=order)
 
     def step(i: int) -> float:
         index = order[(i * batch_size) % (len(dataset) - batch_size):][:batch_size].tolist()
-        batch = dataset.__getitems__(index)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        batch = {k: v.to(device, non_blocking=True)
+                 for k, v in dataset.__getitems__(index).items()}
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
             pred = forward(batch["x"], batch["x_mark"], batch["y_mark"])
         loss = F.mse_loss(pred.float(), targets(batch, config.pred_len, config.c_out))
         optimizer.zero_grad(set_to_none=True)
@@ -75,19 +78,21 @@ def _stepper(forward, optimizer: torch.optim.Optimizer, dataset, config: Informe
 
 
 def run(steps: int, warmup: int, precision: str, attn: str, batch_size: int,
-        optimizer_kind: str = "module", compile_net: bool = False) -> dict:
-    dataset, config, module, optimizer = _setup(attn, optimizer_kind)
+        optimizer_kind: str = "module", compile_net: bool = False, device: str = "cpu") -> dict:
+    dataset, config, module, optimizer = _setup(attn, optimizer_kind, device)
     net = module.net.train()
     forward = torch.compile(net.predict) if compile_net else net.predict
-    step = _stepper(forward, optimizer, dataset, config, batch_size, precision != "32-true")
+    step = _stepper(forward, optimizer, dataset, config, batch_size, precision != "32-true",
+                    device)
     for i in range(warmup):
         step(i)
     start = time.perf_counter()
     for i in range(steps):
         step(warmup + i)
     seconds = (time.perf_counter() - start) / steps
+    gpu = torch.cuda.max_memory_allocated() / 2**30 if device.startswith("cuda") else 0.0
     return {"s_per_step": seconds, "samples_per_s": batch_size / seconds,
-            "peak_rss_gib": peak_rss_gib()}
+            "peak_rss_gib": peak_rss_gib(), "peak_gpu_gib": gpu}
 
 
 def run_ab(rev: str, rounds: int, steps: int, warmup: int, precision: str, attn: str,
@@ -206,6 +211,7 @@ def main() -> None:
     parser.add_argument("--optimizer", default="module", choices=["module", "fused"],
                         help="the module's optimizer, or Adam(fused=True)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     parser.add_argument("--baseline", metavar="REV", default="",
                         help="A/B against the network of this git revision, interleaved")
     parser.add_argument("--rounds", type=int, default=3, help="--baseline: rounds per network")
@@ -226,9 +232,12 @@ def main() -> None:
         print(f"s_per_step={result['s_per_step']:.4f}")
         return
     result = run(args.steps, args.warmup, args.precision, args.attn, args.batch_size,
-                 args.optimizer, args.compile)
+                 args.optimizer, args.compile, args.device)
     print(f"samples_per_s={result['samples_per_s']:.2f}")
     print(f"peak_rss_gib={result['peak_rss_gib']:.3f}")
+    if args.device.startswith("cuda"):
+        print(f"device={torch.cuda.get_device_name(args.device)}")
+        print(f"peak_gpu_gib={result['peak_gpu_gib']:.3f}")
     print(f"s_per_step={result['s_per_step']:.4f}")
 
 
