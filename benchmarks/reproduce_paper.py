@@ -152,7 +152,8 @@ def main(argv: list[str]) -> None:
     text = table(results, variants)
     print(text)
     if options["record"].lower() == "true":
-        command = "python benchmarks/reproduce_paper.py " + " ".join(argv)
+        command = "python benchmarks/reproduce_paper.py " + " ".join(
+            a for a in argv if a != "train=false")
         minutes = sum(m.get("seconds", 0.0) for _, m in done) / 60
         machines = "; ".join(sorted({m.get("machine") or where(run_dir(out, *p))
                                      for p, m in done}))

@@ -20,9 +20,11 @@ from typing import Any
 EVALUATION_FILE = "evaluation.json"
 MSE_PATH = "regression_metrics.mse.value"
 PROCESSING = "/opt/ml/processing"
-# The inference container runs code/inference.py from the model archive.
+# The inference container runs code/inference.py from the model archive, in full precision
+# (forecasts independent of Batch Transform's mini-batches; "bf16-mixed" serves ~3x faster).
 INFERENCE_ENV = {"SAGEMAKER_PROGRAM": "inference.py",
-                 "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code"}
+                 "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
+                 "INFORMER_PRECISION": "32-true"}
 # SDK v3's FrameworkProcessor runs ``python3 <basename of code>`` from the bundle root, so each
 # processing script gets a root-level shim that runs the module from the package.
 SHIM = '''"""Processing entry point: runs sagemaker_jobs.{name} (FrameworkProcessor runs the
