@@ -46,3 +46,20 @@ def test_sigkill_mid_training_then_restart_matches_uninterrupted(tmp_path):
     resumed = json.loads((out / "metrics.json").read_text())
     for key in ("test/mse", "test/mae", "val/loss", "train/loss", "epochs"):
         assert resumed[key] == expected[key], key
+
+
+def test_sigterm_exits_143_with_one_line_and_keeps_the_checkpoint(tmp_path):
+    env = {**os.environ, "INFORMER_DATA_DIR": str(ETT_DIR)}
+    out = tmp_path / "stopped"
+    proc = subprocess.Popen([*command(out), "trainer.max_epochs=1000"], env=env, cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "last.ckpt").exists() and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 143, stderr[-3000:]
+    assert "error: fit stopped by SIGTERM before it finished; run the same command again" \
+        in stderr
+    assert not (out / "metrics.json").exists() and not (out / "model").exists()
+    assert (out / "checkpoints" / "last.ckpt").is_file()

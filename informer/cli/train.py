@@ -4,12 +4,16 @@ export the model artifact and write ``metrics.json`` in the run directory."""
 from __future__ import annotations
 
 import logging
+import signal
+import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from informer.artifact import save_artifact
@@ -53,6 +57,19 @@ def resume_from(cfg: DictConfig, output_dir: Path) -> str | None:
     return None
 
 
+def until_sigterm(stage: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run a Trainer stage; a SIGTERM (``kill``, a stopped or interrupted SageMaker job) ends the
+    process with status 143 and one ``error:`` line (Lightning's own stop exits with 0, which
+    would pass an unfinished run for a finished one). The last epoch checkpoint stays, and the
+    same command resumes from it."""
+    try:
+        return stage(*args, **kwargs)
+    except SIGTERMException:
+        print(f"error: {stage.__name__} stopped by SIGTERM before it finished; run the same "
+              "command again to resume from the last epoch checkpoint", file=sys.stderr)
+        sys.exit(128 + signal.SIGTERM)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one training job; returns the flat metrics written to ``metrics.json``."""
     if cfg.get("seed") is not None:
@@ -76,10 +93,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if trainer.is_global_zero:
         atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(resolved))
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=resume_from(cfg, output_dir))
+    until_sigterm(trainer.fit, model, datamodule=datamodule,
+                  ckpt_path=resume_from(cfg, output_dir))
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    trainer.test(model, datamodule=datamodule, ckpt_path=best or None, verbose=False)
+    until_sigterm(trainer.test, model, datamodule=datamodule, ckpt_path=best or None,
+                  verbose=False)
     metrics = fit_metrics | {k: float(v) for k, v in trainer.callback_metrics.items()}
     metrics |= model.results
     metrics["epochs"] = float(trainer.current_epoch)
