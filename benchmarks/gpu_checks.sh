@@ -3,7 +3,8 @@
 #   1. benchmarks/train_step.py on the GPU: fp32 and bf16, ProbSparse and full attention;
 #   2. the ETTh1 reproduction sweep on the GPU (paper and RevIN presets, 3 seeds; fp32 vs bf16
 #      training at ETTh1 M 24), for at most SWEEP_SECONDS; finished runs are kept.
-# Usage: INFORMER_DATA_DIR=<dir with ETTh1.csv> bash benchmarks/gpu_checks.sh [out dir]
+# Usage: INFORMER_DATA_DIR=<dir with ETTh1.csv> [SWEEP_SECONDS=420] [EXPERIMENTS=a,b] [JOBS=12] \
+#          bash benchmarks/gpu_checks.sh [out dir]
 set -u
 out=${1:-runs/gpu}
 sweep_seconds=${SWEEP_SECONDS:-420}
@@ -19,7 +20,9 @@ done
 gpu=(-- trainer.accelerator=gpu)
 timeout "$sweep_seconds" python3 benchmarks/reproduce_paper.py experiment=etth1_M_24 \
   variant=fp32 seed=2021,1,2 jobs=3 out="$out/reproduce" "${gpu[@]}" > "$out/fp32.log" 2>&1 &
-timeout "$sweep_seconds" python3 benchmarks/reproduce_paper.py \
-  experiment=etth1_M_24,etth1_M_48,etth1_M_168,etth1_M_336,etth1_M_720,etth1_S_24,etth1_S_48,etth1_S_168,etth1_S_336,etth1_S_720 \
-  variant=paper,revin seed=2021,1,2 jobs=12 out="$out/reproduce" "${gpu[@]}" 2>&1 | tee "$out/sweep.log"
+all=etth1_M_24,etth1_M_48,etth1_M_168,etth1_M_336,etth1_M_720
+all=$all,etth1_S_24,etth1_S_48,etth1_S_168,etth1_S_336,etth1_S_720
+timeout "$sweep_seconds" python3 benchmarks/reproduce_paper.py experiment="${EXPERIMENTS:-$all}" \
+  variant=paper,revin seed=2021,1,2 jobs="${JOBS:-12}" out="$out/reproduce" "${gpu[@]}" 2>&1 \
+  | tee "$out/sweep.log"
 wait
