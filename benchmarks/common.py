@@ -51,7 +51,8 @@ def wait_quiet(max_s: float, idle: float = 0.9, window_s: float = 3.0, windows: 
     return False
 
 
-def machine() -> str:
+def machine(threads: bool = True) -> str:
+    """CPU model, cores, torch and Python versions (and this process's torch threads)."""
     cpu = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -60,8 +61,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, Python {platform.python_version()}")
+    used = f"{torch.get_num_threads()} threads, " if threads else ""
+    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {used}"
+            f"Python {platform.python_version()}")
 
 
 def record_section(name: str, body: str, path: Path = DOCS, header: str = HEADER) -> None:

@@ -104,7 +104,7 @@ def where(directory: Path) -> str:
     """The device and precision a finished run trained with (from its saved config)."""
     trainer = yaml.safe_load((directory / "config.yaml").read_text()).get("trainer", {})
     gpu = trainer.get("accelerator") in ("gpu", "cuda", "auto") and torch.cuda.is_available()
-    device = torch.cuda.get_device_name(0) if gpu else machine()
+    device = torch.cuda.get_device_name(0) if gpu else machine(threads=False)
     return f"{device}, {trainer.get('precision')}"
 
 
