@@ -11,8 +11,9 @@ stopped and started again); the same sweep as a Hydra multirun is
 The script prints test MSE/MAE (standardised data, as in the paper) as mean +- std over seeds
 beside the paper's figures and, with ``record=true``, writes ``docs/results.md``.
 ``jobs=2`` runs two trainings at once with one thread each (faster on 2 cores than one run
-with two threads). Variants: ``paper`` (the preset as is), ``revin`` (``model.revin=true``),
-``fp32`` (``trainer.precision=32-true``, to check bf16 training against full precision).
+with two threads). Variants: ``paper`` (the preset as is), ``stack`` (the same preset as
+InformerStack, ``model.s_layers=[3,2,1]``), ``revin`` (``model.revin=true``), ``fp32``
+(``trainer.precision=32-true``, to check bf16 training against full precision).
 Overrides after ``--`` go to every run (``-- trainer.accelerator=gpu`` trains on a GPU);
 ``section=<name>`` records into its own block of ``docs/results.md``; ``train=false`` reports
 the finished runs only.
@@ -44,7 +45,8 @@ PAPER = {
     "S": {24: (0.098, 0.247), 48: (0.158, 0.319), 168: (0.183, 0.346), 336: (0.222, 0.387),
           720: (0.269, 0.435)},
 }
-VARIANTS = {"paper": [], "revin": ["model.revin=true"], "fp32": ["trainer.precision=32-true"]}
+VARIANTS = {"paper": [], "stack": ["model.s_layers=[3,2,1]"], "revin": ["model.revin=true"],
+            "fp32": ["trainer.precision=32-true"]}
 DEFAULTS = {"experiment": "etth1_M_24,etth1_M_48,etth1_M_168", "seed": "2021,1,2",
             "variant": "paper,revin", "jobs": "1", "out": "runs/reproduce", "record": "false",
             "section": "reproduce_paper", "train": "true"}
