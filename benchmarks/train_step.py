@@ -61,12 +61,13 @@ def _stepper(forward, optimizer: torch.optim.Optimizer, dataset, config: Informe
     waits for the device, so host clocks around steps time the device work too)."""
     order = torch.Generator().manual_seed(0)
     order = torch.randperm(len(dataset), generator=order)
+    device_type = torch.device(device).type
 
     def step(i: int) -> float:
         index = order[(i * batch_size) % (len(dataset) - batch_size):][:batch_size].tolist()
         batch = {k: v.to(device, non_blocking=True)
                  for k, v in dataset.__getitems__(index).items()}
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device_type, dtype=torch.bfloat16, enabled=bf16):
             pred = forward(batch["x"], batch["x_mark"], batch["y_mark"])
         loss = F.mse_loss(pred.float(), targets(batch, config.pred_len, config.c_out))
         optimizer.zero_grad(set_to_none=True)

@@ -33,11 +33,13 @@ def cpu_has_fast_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def resolve_precision(precision: str | int, device_type: str = "cpu") -> str:
-    """``auto`` -> ``bf16-mixed`` or ``32-true`` for ``device_type``; other values unchanged."""
+def resolve_precision(precision: str | int, device_type: str = "cpu",
+                      field: str = "precision") -> str:
+    """``auto`` -> ``bf16-mixed`` or ``32-true`` for ``device_type``; other values unchanged.
+    An unknown value is an error naming ``field`` (the setting it came from)."""
     precision = str(precision)
     if precision not in PRECISIONS:
-        raise InformerError(f"precision: expected one of {list(PRECISIONS)}, got {precision!r}")
+        raise InformerError(f"{field}: expected one of {list(PRECISIONS)}, got {precision!r}")
     if precision != "auto":
         return precision
     if device_type == "cuda":

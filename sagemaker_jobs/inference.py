@@ -39,7 +39,7 @@ import pandas as pd
 from informer.data.csv import check_header
 from informer.errors import InformerError
 from informer.forecast import Forecaster
-from informer.precision import PRECISIONS
+from informer.precision import resolve_precision
 
 CSV, JSONLINES, JSON = "text/csv", "application/jsonlines", "application/json"
 _ALIASES = {"text/csv": CSV, "application/csv": CSV, "application/jsonlines": JSONLINES,
@@ -109,10 +109,8 @@ def model_fn(model_dir: str) -> Forecaster:
     from informer.artifact import load_model
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    precision = os.environ.get(PRECISION_ENV, "32-true")
-    if precision not in PRECISIONS:
-        raise InformerError(f"{PRECISION_ENV}: expected one of {list(PRECISIONS)}, "
-                            f"got {precision!r}")
+    precision = resolve_precision(os.environ.get(PRECISION_ENV, "32-true"), device,
+                                  field=PRECISION_ENV)
     return Forecaster(load_model(model_dir, map_location=device), precision=precision)
 
 
