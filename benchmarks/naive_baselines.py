@@ -1,0 +1,85 @@
+"""Two forecasts that learn nothing, on the same test windows as the paper presets: repeat the
+last input value (persistence) and repeat the input window's mean. They put the Informer
+figures on a scale: a model that does not beat them has not learnt the series' dynamics.
+
+    python benchmarks/naive_baselines.py [experiment=etth1_M_24,etth1_S_24] [record=true]
+
+Each experiment is composed from ``conf/`` exactly as ``informer-train`` composes it (same
+file, split borders, scaler fit on the train rows, windows), so the MSE/MAE are on standardised
+data over every test window, like ``docs/results.md``'s tables; ``record=true`` writes them there.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import record_section  # noqa: E402
+from reproduce_paper import HEADER, PAPER, RESULTS  # noqa: E402
+
+from informer.cli.common import config_dir  # noqa: E402
+from informer.evaluation import targets  # noqa: E402
+
+ALL = ",".join(f"etth1_{f}_{h}" for f in ("M", "S") for h in (24, 48, 168, 336, 720))
+DEFAULTS = {"experiment": ALL, "record": "false"}
+
+
+def test_windows(experiment: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test split of a preset: inputs ``[N, seq_len, C]`` and targets ``[N, pred_len, c]``
+    (``c`` = the predicted columns: all for M, the target for S and MS)."""
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=[f"experiment={experiment}"])
+    data = instantiate(cfg.data)
+    data.setup("test")
+    dataset = data.datasets["test"]
+    batch = dataset.__getitems__(range(len(dataset)))
+    c_out = len(data.schema.predicted)
+    return batch["x"][..., -c_out:], targets(batch, cfg.data.pred_len, c_out)
+
+
+def scores(experiment: str) -> dict[str, float]:
+    x, y = test_windows(experiment)
+    row: dict[str, float] = {"windows": len(x)}
+    for name, forecast in (("persistence", x[:, -1:]), ("window mean", x.mean(1, keepdim=True))):
+        error = forecast.expand_as(y) - y
+        row |= {f"{name} MSE": error.pow(2).mean().item(), f"{name} MAE": error.abs().mean().item()}
+    return row
+
+
+def table(rows: dict[str, dict[str, float]]) -> str:
+    lines = ["| setting | test windows | published Informer MSE | persistence MSE | "
+             "persistence MAE | window-mean MSE | window-mean MAE |", "|" + " --- |" * 7]
+    for experiment, r in rows.items():
+        _, features, horizon = experiment.rsplit("_", 2)
+        paper = PAPER.get(features, {}).get(int(horizon))
+        lines.append(f"| {experiment} | {r['windows']:.0f} | {paper[0] if paper else '-'} | "
+                     f"{r['persistence MSE']:.3f} | {r['persistence MAE']:.3f} | "
+                     f"{r['window mean MSE']:.3f} | {r['window mean MAE']:.3f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    options = dict(DEFAULTS)
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in DEFAULTS:
+            sys.exit(f"error: expected one of {sorted(DEFAULTS)} as key=value, got {arg!r}")
+        options[key] = value
+    text = table({e: scores(e) for e in options["experiment"].split(",")})
+    print(text)
+    if options["record"].lower() == "true":
+        command = "python benchmarks/naive_baselines.py " + " ".join(argv)
+        record_section("naive_baselines", f"Produced by `{command.strip()}` (test split, every "
+                       f"window, standardised data). Recorded {time.strftime('%Y-%m-%d')}.\n\n"
+                       f"{text}", RESULTS, HEADER)
+        print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

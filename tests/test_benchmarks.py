@@ -1,0 +1,40 @@
+"""The benchmark scripts' own arithmetic, against figures computed here from the CSV."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import naive_baselines  # noqa: E402
+
+
+def test_persistence_and_window_mean_match_a_direct_computation(ett_dir):
+    """ETTh1 S 720/168/24: OT standardised with the train rows' statistics (the first 12
+    months), test windows from row 11520 - 720 to the end of month 20, every window scored."""
+    ot = pd.read_csv(ett_dir / "ETTh1.csv")["OT"].to_numpy()
+    train = ot[:8640]
+    z = (ot - train.mean()) / train.std()  # population std, as the scaler uses
+    test = z[11520 - 720:14400]
+    n = len(test) - 720 - 24 + 1
+    inputs = np.stack([test[i:i + 720] for i in range(n)])
+    future = np.stack([test[i + 720:i + 744] for i in range(n)])
+    persistence = ((future - inputs[:, -1:]) ** 2).mean()
+    window_mean = np.abs(future - inputs.mean(1, keepdims=True)).mean()
+
+    row = naive_baselines.scores("etth1_S_24")
+    assert row["windows"] == n == 2857
+    assert row["persistence MSE"] == pytest.approx(persistence, rel=1e-4)
+    assert row["window mean MAE"] == pytest.approx(window_mean, rel=1e-4)
+
+
+def test_multivariate_baselines_score_every_column():
+    x, y = naive_baselines.test_windows("etth1_M_24")
+    assert x.shape == (2857, 48, 7) and y.shape == (2857, 24, 7)
+
+
+def test_unknown_option_is_one_error_line():
+    with pytest.raises(SystemExit, match="expected one of \\['experiment', 'record'\\]"):
+        naive_baselines.main(["recrod=true"])
