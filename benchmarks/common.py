@@ -6,6 +6,7 @@ import os
 import platform
 import re
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -79,3 +80,14 @@ def record_section(name: str, body: str, path: Path = DOCS, header: str = HEADER
     tmp = path.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(path)
+
+
+def parse_options(argv: list[str], defaults: dict[str, str]) -> dict[str, str]:
+    """``key=value`` arguments over ``defaults``; anything else exits with one error line."""
+    options = dict(defaults)
+    for arg in argv:
+        key, sep, value = arg.partition("=")
+        if not sep or key not in defaults:
+            sys.exit(f"error: expected one of {sorted(defaults)} as key=value, got {arg!r}")
+        options[key] = value
+    return options

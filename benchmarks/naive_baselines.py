@@ -20,7 +20,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record_section  # noqa: E402
+from common import parse_options, record_section  # noqa: E402
 from reproduce_paper import HEADER, PAPER, RESULTS  # noqa: E402
 
 from informer.cli.common import config_dir  # noqa: E402
@@ -65,12 +65,7 @@ def table(rows: dict[str, dict[str, float]]) -> str:
 
 
 def main(argv: list[str]) -> None:
-    options = dict(DEFAULTS)
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in DEFAULTS:
-            sys.exit(f"error: expected one of {sorted(DEFAULTS)} as key=value, got {arg!r}")
-        options[key] = value
+    options = parse_options(argv, DEFAULTS)
     text = table({e: scores(e) for e in options["experiment"].split(",")})
     print(text)
     if options["record"].lower() == "true":

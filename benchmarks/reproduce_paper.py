@@ -34,7 +34,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, record_section  # noqa: E402
+from common import machine, parse_options, record_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results.md"
@@ -58,12 +58,7 @@ def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     extra: list[str] = []
     if "--" in argv:
         argv, extra = argv[:argv.index("--")], argv[argv.index("--") + 1:]
-    options = dict(DEFAULTS)
-    for arg in argv:
-        key, sep, value = arg.partition("=")
-        if not sep or key not in DEFAULTS:
-            sys.exit(f"error: expected one of {sorted(DEFAULTS)} as key=value, got {arg!r}")
-        options[key] = value
+    options = parse_options(argv, DEFAULTS)
     unknown = set(options["variant"].split(",")) - set(VARIANTS)
     if unknown:
         sys.exit(f"error: variant: expected some of {sorted(VARIANTS)}, got {sorted(unknown)}")
