@@ -16,25 +16,23 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import parse_options, record_section  # noqa: E402
 from reproduce_paper import HEADER, PAPER, RESULTS  # noqa: E402
 
-from informer.cli.common import config_dir  # noqa: E402
+from informer.cli.common import compose_conf  # noqa: E402
 from informer.evaluation import targets  # noqa: E402
 
-ALL = ",".join(f"etth1_{f}_{h}" for f in ("M", "S") for h in (24, 48, 168, 336, 720))
+ALL = ",".join(f"etth1_{f}_{h}" for f, horizons in PAPER.items() for h in horizons)
 DEFAULTS = {"experiment": ALL, "record": "false"}
 
 
-def test_windows(experiment: str) -> tuple[torch.Tensor, torch.Tensor]:
+def split_windows(experiment: str) -> tuple[torch.Tensor, torch.Tensor]:
     """The test split of a preset: inputs ``[N, seq_len, C]`` and targets ``[N, pred_len, c]``
     (``c`` = the predicted columns: all for M, the target for S and MS)."""
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"experiment={experiment}"])
+    cfg = compose_conf("train", [f"experiment={experiment}"])
     data = instantiate(cfg.data)
     data.setup("test")
     dataset = data.datasets["test"]
@@ -44,7 +42,7 @@ def test_windows(experiment: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def scores(experiment: str) -> dict[str, float]:
-    x, y = test_windows(experiment)
+    x, y = split_windows(experiment)
     row: dict[str, float] = {"windows": len(x)}
     for name, forecast in (("persistence", x[:, -1:]), ("window mean", x.mean(1, keepdim=True))):
         error = forecast.expand_as(y) - y

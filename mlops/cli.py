@@ -38,12 +38,11 @@ class UserError(Exception):
 def load_config(overrides: Sequence[str]) -> dict[str, Any]:
     """``conf/pipeline`` (option ``default`` unless ``pipeline=<option>``) with ``overrides``
     (``key=value`` is read as ``pipeline.key=value``), resolved to plain Python."""
-    from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    from informer.cli.common import config_dir
+    from informer.cli.common import compose_conf
 
     group, rest = "default", []
     for item in overrides:
@@ -56,8 +55,7 @@ def load_config(overrides: Sequence[str]) -> dict[str, Any]:
         else:
             rest.append(f"{lead}pipeline.{key}={value}")
     try:
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            cfg = compose(overrides=[f"+pipeline={group}", *rest])
+        cfg = compose_conf(None, [f"+pipeline={group}", *rest])
         return OmegaConf.to_container(cfg.pipeline, resolve=True)
     except (HydraException, OmegaConfBaseException) as err:
         raise UserError(str(err).strip().splitlines()[0]) from err

@@ -23,7 +23,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from informer.cli.common import config_dir
+from informer.cli.common import compose_conf, config_dir
 from informer.errors import InformerError
 
 _KEY = re.compile(r"^(\+{0,2})([A-Za-z_][A-Za-z0-9_\-]*)((?:[./][A-Za-z0-9_\-]+)*)$")
@@ -163,7 +163,7 @@ def _value(key: str, value: str) -> str:
 
 def to_overrides(pairs: Sequence[tuple[str, str]], config_name: str = "train") -> list[str]:
     """Hydra override strings for ``pairs``; unknown groups, keys or options are refused."""
-    base = _compose(config_name, [])
+    base = compose_conf(config_name, [])
     groups = [g for g in _groups() if g in _listed_groups(config_name)]
     top_keys = sorted(k for k in base if k not in groups and k not in _HIDDEN_GROUPS)
     valid = groups + top_keys
@@ -190,18 +190,13 @@ def _listed_groups(config_name: str) -> set[str]:
     return set(re.findall(r"^\s*-\s*(?:override\s+)?/?([A-Za-z_]+)\s*:", text, re.M))
 
 
-def _compose(config_name: str, overrides: list[str]) -> DictConfig:
-    from hydra import compose, initialize_config_dir
-
-    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-        return compose(config_name=config_name, overrides=overrides)
 
 
 def _explain(config_name: str, overrides: list[str], err: Exception) -> InformerError:
     """A one-line reason for a failed composition, naming the key and the valid choices."""
     groups_only = [o for o in overrides if "." not in o.split("=", 1)[0].lstrip("+")]
     try:
-        base = _compose(config_name, groups_only)
+        base = compose_conf(config_name, groups_only)
     except Exception:  # noqa: BLE001 - fall back to Hydra's own first line
         base = None
     tree = OmegaConf.to_container(base, resolve=False) if base is not None else None
@@ -228,7 +223,7 @@ def compose_config(overrides: list[str], config_name: str = "train") -> DictConf
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        cfg = _compose(config_name, overrides)
+        cfg = compose_conf(config_name, overrides)
     except (HydraException, OmegaConfBaseException, ValueError) as err:  # Hydra raises some
         raise _explain(config_name, overrides, err) from err                # as ValueError
     return cfg

@@ -31,7 +31,7 @@ def test_persistence_and_window_mean_match_a_direct_computation(ett_dir):
 
 
 def test_multivariate_baselines_score_every_column():
-    x, y = naive_baselines.test_windows("etth1_M_24")
+    x, y = naive_baselines.split_windows("etth1_M_24")
     assert x.shape == (2857, 48, 7) and y.shape == (2857, 24, 7)
 
 

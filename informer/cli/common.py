@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from hydra.errors import InstantiationException
+from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from informer.errors import InformerError
@@ -20,6 +21,14 @@ def config_dir() -> str:
         if (candidate / "train.yaml").is_file():
             return str(candidate)
     raise RuntimeError(f"informer: no conf/ directory next to {here}")
+
+
+def compose_conf(config_name: str | None, overrides: Sequence[str] = ()) -> DictConfig:
+    """``conf/<config_name>`` composed with ``overrides`` (Hydra's compose API, no run dir)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides))
 
 
 def alias_argv(aliases: dict[str, str]) -> None:
@@ -35,7 +44,6 @@ def check_overrides(config_name: str, argv: list[str] | None = None) -> None:
     """Compose ``config_name`` with the command line's overrides first, so that an unknown key
     or group gets one ``error:`` line and exit 2 instead of Hydra's report (sweeps with ``-m``
     are left to Hydra)."""
-    from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -43,8 +51,7 @@ def check_overrides(config_name: str, argv: list[str] | None = None) -> None:
         return
     overrides = [a for a in args if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
     try:
-        with initialize_config_dir(config_dir=config_dir(), version_base="1.3"):
-            compose(config_name=config_name, overrides=overrides)
+        compose_conf(config_name, overrides)
     except (HydraException, OmegaConfBaseException) as err:
         lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
         cause = err.__cause__
