@@ -25,13 +25,13 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
+from informer.cli.common import compose_conf
 from informer.data.csv import load_series
 from informer.errors import InformerError
 from sagemaker_jobs import inference, serve
 from sagemaker_jobs.hyperparameters import (
     _KEY,
     _SHELL_KEY,
-    _compose,
     compose_config,
     decode_key,
     encode_key,
@@ -256,7 +256,7 @@ def _leaves(node, prefix=""):
             yield f"{prefix}{key}"
 
 
-LEAVES = sorted(_leaves(OmegaConf.to_container(_compose("train", []), resolve=False)))
+LEAVES = sorted(_leaves(OmegaConf.to_container(compose_conf("train", []), resolve=False)))
 PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 values = st.one_of(st.integers(-10**6, 10**6).map(str),
                    st.floats(allow_nan=False, allow_infinity=False).map(repr),
