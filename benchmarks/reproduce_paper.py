@@ -13,7 +13,9 @@ beside the paper's figures and, with ``record=true``, writes ``docs/results.md``
 ``jobs=2`` runs two trainings at once with one thread each (faster on 2 cores than one run
 with two threads). Variants: ``paper`` (the preset as is), ``stack`` (the same preset as
 InformerStack, ``model.s_layers=[3,2,1]``), ``revin`` (``model.revin=true``), ``fp32``
-(``trainer.precision=32-true``, to check bf16 training against full precision).
+(``trainer.precision=32-true``, to check bf16 training against full precision), ``causal``
+(``model.decoder_selection=causal``: the decoder's ProbSparse picks its active queries strictly
+causally instead of as the reference code); ``a+b`` combines them (``variant=stack+causal``).
 Overrides after ``--`` go to every run (``-- trainer.accelerator=gpu`` trains on a GPU);
 ``section=<name>`` records into its own block of ``docs/results.md``; ``train=false`` reports
 the finished runs only.
@@ -46,7 +48,7 @@ PAPER = {
           720: (0.269, 0.435)},
 }
 VARIANTS = {"paper": [], "stack": ["model.s_layers=[3,2,1]"], "revin": ["model.revin=true"],
-            "fp32": ["trainer.precision=32-true"]}
+            "fp32": ["trainer.precision=32-true"], "causal": ["model.decoder_selection=causal"]}
 DEFAULTS = {"experiment": "etth1_M_24,etth1_M_48,etth1_M_168", "seed": "2021,1,2",
             "variant": "paper,revin", "jobs": "1", "out": "runs/reproduce", "record": "false",
             "section": "reproduce_paper", "train": "true"}
@@ -59,10 +61,16 @@ def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     if "--" in argv:
         argv, extra = argv[:argv.index("--")], argv[argv.index("--") + 1:]
     options = parse_options(argv, DEFAULTS)
-    unknown = set(options["variant"].split(",")) - set(VARIANTS)
+    unknown = {part for variant in options["variant"].split(",")
+               for part in variant.split("+")} - set(VARIANTS)
     if unknown:
         sys.exit(f"error: variant: expected some of {sorted(VARIANTS)}, got {sorted(unknown)}")
     return options, extra
+
+
+def variant_overrides(variant: str) -> list[str]:
+    """Train overrides of a variant; ``a+b`` combines variants (``stack+causal``)."""
+    return [o for part in variant.split("+") for o in VARIANTS[part]]
 
 
 def run_dir(out: Path, experiment: str, variant: str, seed: str) -> Path:
@@ -80,7 +88,7 @@ def train(directory: Path, experiment: str, variant: str, seed: str, extra: list
         command = [sys.executable, "-m", "informer.cli.train", f"experiment={experiment}",
                    f"seed={seed}", f"hydra.run.dir={directory}", "plot=false",
                    "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
-                   *VARIANTS[variant], *extra]
+                   *variant_overrides(variant), *extra]
         start = time.perf_counter()
         directory.mkdir(parents=True, exist_ok=True)
         with open(directory / "train.log", "w") as log:

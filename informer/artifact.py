@@ -119,7 +119,8 @@ def _first_line(err: BaseException) -> str:
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
     """Load an artifact directory: verified, weights-only, eval mode."""
     config = verify_artifact(path)
-    net = Informer(InformerConfig.from_dict(config["model"]))
+    # artifacts written before decoder_selection existed were trained with causal selection
+    net = Informer(InformerConfig.from_dict({"decoder_selection": "causal", **config["model"]}))
     try:  # weights_only: tensors and plain containers, never arbitrary objects
         state = torch.load(Path(path) / WEIGHTS, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - a refused or broken file is bad input, not a bug

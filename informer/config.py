@@ -11,6 +11,7 @@ from informer.timefeatures import mark_dim
 ATTENTIONS = ("prob", "full")
 EMBEDDINGS = ("timeF", "fixed", "learned")
 ACTIVATIONS = ("gelu", "relu")
+SELECTIONS = ("global", "causal")
 
 
 def _fail(name: str, expected: str, value: Any) -> None:
@@ -24,6 +25,10 @@ class InformerConfig:
     ``s_layers`` (e.g. ``[3, 2, 1]``) turns the model into InformerStack: one encoder per entry
     with that many layers, fed the last L, L/2, L/4 ... input steps; ``e_layers`` is then unused.
     ``revin`` adds reversible instance normalisation around the network (not in the paper).
+    ``decoder_selection`` picks the active queries of the decoder's masked ProbSparse
+    self-attention: ``global`` as the paper's reference code (top ``u`` of the whole decoder
+    input; which outputs attend may depend on the placeholders after them, which hold no data),
+    ``causal`` strictly causal (query t is active when in the top ``u`` of queries ``0..t``).
     """
 
     enc_in: int = 7
@@ -49,6 +54,7 @@ class InformerConfig:
     mix: bool = True
     padding: int = 0
     revin: bool = False
+    decoder_selection: str = "global"
 
     def __post_init__(self) -> None:
         if self.s_layers is not None:
@@ -85,6 +91,8 @@ class InformerConfig:
             _fail("embed", f"one of {list(EMBEDDINGS)}", self.embed)
         if self.activation not in ACTIVATIONS:
             _fail("activation", f"one of {list(ACTIVATIONS)}", self.activation)
+        if self.decoder_selection not in SELECTIONS:
+            _fail("decoder_selection", f"one of {list(SELECTIONS)}", self.decoder_selection)
         if not isinstance(self.revin, bool):
             _fail("revin", "true or false", self.revin)
         if self.revin and (self.dec_in != self.enc_in or self.c_out > self.enc_in):

@@ -124,7 +124,8 @@ def test_probsparse_eval_is_deterministic_and_batch_independent():
 @pytest.mark.parametrize("kind", ["prob", "full"])
 def test_masked_attention_layer_is_causal(kind):
     torch.manual_seed(0)
-    inner = ProbAttention(True, factor=2) if kind == "prob" else FullAttention(True, 5, None, 0.0)
+    inner = (ProbAttention(True, factor=2, causal_selection=True) if kind == "prob"
+             else FullAttention(True, 5, None, 0.0))
     layer = AttentionLayer(inner, d_model=16, n_heads=2, mix=False).eval()
     x = torch.randn(2, 30, 16)
     base, _ = layer(x, x, x)
@@ -136,13 +137,16 @@ def test_masked_attention_layer_is_causal(kind):
         assert not torch.allclose(out[:, t + 1:], base[:, t + 1:])
 
 
-def test_masked_probsparse_lazy_queries_get_cumsum():
+@pytest.mark.parametrize("causal", [False, True])
+def test_masked_probsparse_lazy_queries_get_cumsum(causal):
     torch.manual_seed(1)
     q, k, v = (torch.randn(1, 1, 40, 4) for _ in range(3))
-    out, _ = ProbAttention(True, factor=1).eval()(q, k, v)
+    out, _ = ProbAttention(True, factor=1, causal_selection=causal).eval()(q, k, v)
     cumsum = v.cumsum(-2)
     lazy = torch.isclose(out, cumsum, atol=1e-5).all(-1)
     assert 0 < int(lazy.sum()) < 40
+    if not causal:  # the reference code's selection: exactly u = ceil(ln 40) = 4 active
+        assert int(lazy.sum()) == 40 - 4
 
 
 def test_mix_reads_heads_as_positions():
@@ -200,6 +204,8 @@ def test_seeded_training_steps_are_bit_identical():
     ("pred_len", 0, "model.pred_len: expected a positive integer, got 0"),
     ("freq", "fortnight", "data.freq: expected a pandas offset alias"),
     ("padding", 2, "model.padding: expected 0 (zeros) or 1 (ones), got 2"),
+    ("decoder_selection", "top", "model.decoder_selection: expected one of ['global', "
+     "'causal'], got 'top'"),
 ])
 def test_config_validation(field, value, message):
     with pytest.raises(InformerError, match=message.replace("[", r"\[").replace("(", r"\(")
@@ -295,65 +301,6 @@ def test_full_attention_with_dropout_matches_its_definition():
         torch.manual_seed(1)
         expected = dropout(torch.softmax(scores, -1), 0.25) @ v
         assert torch.allclose(out, expected, atol=1e-5)
-
-
-# --- ProbSparse internals -------------------------------------------------------------------------
-
-def reference_probsparse(q, k, v, factor, masked):
-    """The paper's algorithm, spelled out (eval mode: keys sampled with ``eval_seed``)."""
-    import math
-    b, h, length, d = q.shape
-    n_sample = min(factor * math.ceil(math.log(length)), length)
-    gen = torch.Generator().manual_seed(ProbAttention.eval_seed)
-    index = probsparse.sample_index(length, length, n_sample, masked, q.device, gen)
-    sampled = torch.einsum("bhld,bhlsd->bhls", q, k[:, :, index])
-    sparsity = sampled.amax(-1) - sampled.sum(-1) / length
-    scores = q @ k.transpose(-2, -1) / math.sqrt(d)
-    if masked:
-        scores = scores.masked_fill(torch.ones(length, length, dtype=torch.bool).triu(1), -1e9)
-        higher = sparsity.unsqueeze(-1) > sparsity.unsqueeze(-2)  # [s, t]: M_s > M_t
-        rank = (higher & torch.ones(length, length, dtype=torch.bool).triu()).sum(-2)
-        active = (rank < n_sample).unsqueeze(-1)  # n_top == n_sample when L_Q == L_K
-        return torch.where(active, torch.softmax(scores, -1) @ v, v.cumsum(-2))
-    top = sparsity.topk(n_sample, -1).indices
-    out = (torch.softmax(scores, -1) @ v).gather(-2, top.unsqueeze(-1).expand(b, h, -1, d))
-    context = v.mean(-2, keepdim=True).expand(b, h, length, d).clone()
-    return context.scatter(-2, top.unsqueeze(-1).expand(b, h, -1, d), out)
-
-
-@pytest.mark.parametrize("masked", [False, True])
-@pytest.mark.parametrize(("length", "d", "factor"), [(40, 8, 2), (300, 4, 1), (600, 2, 1)])
-def test_probsparse_matches_reference_on_every_path(masked, length, d, factor):
-    # (300, 4, 1) and (600, 2, 1): sampled keys gathered instead of dense q k^T; masked with
-    # fewer than half the queries active: attention computed for the active ones only
-    torch.manual_seed(0)
-    q, k, v = (torch.randn(2, 2, length, d, dtype=torch.float64) for _ in range(3))
-    out, _ = ProbAttention(masked, factor=factor).eval()(q, k, v)
-    assert torch.allclose(out, reference_probsparse(q, k, v, factor, masked), atol=1e-10)
-
-
-def test_causal_ranking_in_blocks_equals_the_quadratic_rank():
-    torch.manual_seed(0)
-    sparsity = torch.randn(2, 3, 500)
-    sparsity[..., 100:110] = sparsity[..., 90:100]  # ties
-    higher = sparsity.unsqueeze(-1) > sparsity.unsqueeze(-2)
-    rank = (higher & torch.ones(500, 500, dtype=torch.bool).triu()).sum(-2)
-    for block in (1, 7, 64, 1000):
-        assert torch.equal(probsparse.causal_active(sparsity, 12, block), rank < 12)
-
-
-def test_masked_probsparse_on_long_inputs_is_causal_and_has_gradients():
-    torch.manual_seed(0)
-    layer = AttentionLayer(ProbAttention(True, factor=1), d_model=8, n_heads=2).eval()
-    x = torch.randn(1, 400, 8, requires_grad=True)
-    base, _ = layer(x, x, x)
-    for t in (3, 150, 398):
-        changed = x.detach().clone()
-        changed[:, t + 1:] += 3.0
-        out, _ = layer(changed, changed, changed)
-        assert torch.allclose(out[:, : t + 1], base[:, : t + 1], atol=1e-5), t
-    base.sum().backward()
-    assert x.grad is not None and torch.isfinite(x.grad).all()
 
 
 # --- chunked attention, time-major conv, fused projections ---------------------------------------

@@ -7,8 +7,9 @@ Cost at length L (u = factor * ceil(ln L) sampled keys per query and active quer
 - sparsity scores, no gradient: ``L_Q * u`` sampled products, computed either by gathering the
   sampled keys (O(L log L) work, memory-bound) or, when cheaper, as dense ``q k^T`` row blocks
   followed by a gather (O(L^2 d) multiply-adds at matmul speed, O(L) memory);
-- active queries: ``u`` (unmasked) or about ``u (1 + ln(L / u))`` (masked) rows of attention,
-  O(L log L) work and memory, with gradients;
+- active queries: ``u`` (unmasked, or masked with global selection) or about
+  ``u (1 + ln(L / u))`` (masked, causal selection) rows of attention, O(L log L) work and
+  memory, with gradients;
 - lazy queries: ``mean(V)`` or ``cumsum(V)``, O(L).
 """
 
@@ -33,10 +34,10 @@ SCORE_BLOCK = 2**21
 RANK_BLOCK = 256
 
 
-def sample_index(l_q: int, l_k: int, n_sample: int, masked: bool, device: torch.device,
+def sample_index(l_q: int, l_k: int, n_sample: int, causal: bool, device: torch.device,
                  generator: torch.Generator | None) -> torch.Tensor:
-    """Sampled key positions ``[L_Q, n_sample]``; masked: query t samples from keys 0..t."""
-    if masked:
+    """Sampled key positions ``[L_Q, n_sample]``; causal: query t samples from keys 0..t."""
+    if causal:
         span = torch.arange(1, l_q + 1, device=device, dtype=torch.float32).unsqueeze(1)
         return (torch.rand(l_q, n_sample, device=device, generator=generator) * span).long()
     return torch.randint(l_k, (l_q, n_sample), device=device, generator=generator)
@@ -101,20 +102,26 @@ class ProbAttention(nn.Module):
     ``factor * ceil(ln L_K)`` keys are sampled per query to score each query's sparsity
     ``M = max_j(q k_j) - sum_j(q k_j) / L_K``; the top ``factor * ceil(ln L_Q)`` queries attend to
     all keys, the lazy ones output ``mean(V)``. With ``mask_flag`` (decoder self-attention) the
-    layer is causal: query t samples keys from ``[0, t]``, is active when its score ranks in the
-    top ``u`` among queries ``0..t``, and lazy queries output ``cumsum(V)``; so outputs at t never
-    depend on inputs after t. Training samples keys with torch's global RNG (reproducible under
-    a seed); in eval mode a generator seeded with ``eval_seed`` makes every forecast
-    deterministic and independent of batch composition. The query selection carries no
-    gradient (as in the paper: only the selected queries' attention is differentiated).
+    active queries attend to keys ``0..t`` and lazy queries output ``cumsum(V)``; the active ones
+    are picked as in the paper's reference code (``causal_selection=False``: keys sampled from
+    the whole input, the top ``u`` queries of the whole input, so the choice of which outputs
+    attend may depend on inputs after t) or strictly causally (``causal_selection=True``: query
+    t samples keys from ``[0, t]`` and is active when its score ranks in the top ``u`` among
+    queries ``0..t``; outputs at t never depend on inputs after t). Training samples keys with
+    torch's global RNG (reproducible under a seed); in eval mode a generator seeded with
+    ``eval_seed`` makes every forecast deterministic and independent of batch composition. The
+    query selection carries no gradient (as in the paper: only the selected queries' attention
+    is differentiated).
     """
 
     eval_seed = 0
 
     def __init__(self, mask_flag: bool = True, factor: int = 5, scale: float | None = None,
-                 attention_dropout: float = 0.1, output_attention: bool = False) -> None:
+                 attention_dropout: float = 0.1, output_attention: bool = False,
+                 causal_selection: bool = False) -> None:
         super().__init__()
         self.mask_flag = mask_flag
+        self.causal_selection = causal_selection
         self.factor = factor
         self.scale = scale
         self.output_attention = output_attention
@@ -135,12 +142,16 @@ class ProbAttention(nn.Module):
         gen = None
         if not self.training:
             gen = torch.Generator(device=q.device).manual_seed(self.eval_seed)
-        index = sample_index(l_q, l_k, n_sample, self.mask_flag, q.device, gen)
+        causal = self.mask_flag and self.causal_selection
+        index = sample_index(l_q, l_k, n_sample, causal, q.device, gen)
         sampled = sampled_scores(q, k, index)
         sparsity = sampled.amax(-1) - sampled.sum(-1) / l_k  # [B, H, L_Q]
-        if self.mask_flag:
-            return self._causal_context(q, k, v, sparsity, n_top, scale)
+        if causal:
+            return self._masked_context(q, k, v, causal_active(sparsity, n_top), scale)
         top = sparsity.topk(n_top, dim=-1, sorted=False).indices  # [B, H, u]
+        if self.mask_flag:
+            active = torch.zeros_like(sparsity, dtype=torch.bool).scatter_(-1, top, True)
+            return self._masked_context(q, k, v, active, scale)
         q_top = q.gather(-2, top.unsqueeze(-1).expand(b, h, n_top, d))
         rows = top.unsqueeze(-1).expand(b, h, n_top, v.size(-1))
         context = v.mean(-2, keepdim=True).expand(b, h, l_q, v.size(-1))
@@ -151,11 +162,12 @@ class ProbAttention(nn.Module):
         return (context.scatter(-2, rows, attn @ v),
                 full.scatter(-2, top.unsqueeze(-1).expand(b, h, n_top, l_k), attn))
 
-    def _causal_context(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                        sparsity: torch.Tensor, n_top: int, scale: float
+    def _masked_context(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                        active: torch.Tensor, scale: float
                         ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Active queries (``active [B, H, L]`` bool) attend to keys ``0..t``; others cumsum(V)."""
         b, h, length, d_v = *q.shape[:3], v.size(-1)
-        active = causal_active(sparsity, n_top).unsqueeze(-1)  # [B, H, L, 1]
+        active = active.unsqueeze(-1)  # [B, H, L, 1]
         if self.output_attention:
             attn = attention_weights(q, k, scale, causal=True)
             context = torch.where(active, attn @ v, v.cumsum(-2))
