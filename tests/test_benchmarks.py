@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import naive_baselines  # noqa: E402
+import reproduce_paper  # noqa: E402
 
 
 def test_persistence_and_window_mean_match_a_direct_computation(ett_dir):
@@ -38,3 +39,17 @@ def test_multivariate_baselines_score_every_column():
 def test_unknown_option_is_one_error_line():
     with pytest.raises(SystemExit, match="expected one of \\['experiment', 'record'\\]"):
         naive_baselines.main(["recrod=true"])
+
+
+def test_reproduce_paper_combines_variants_and_tables_each_with_its_seeds():
+    assert reproduce_paper.variant_overrides("stack+causal") == [
+        "model.s_layers=[3,2,1]", "model.decoder_selection=causal"]
+    assert reproduce_paper.variant_overrides("paper") == []
+    with pytest.raises(SystemExit, match="variant: expected some of"):
+        reproduce_paper.parse(["variant=paper,stack+global"])
+    runs = {("etth1_M_168", "paper"): [{"test/mse": 0.9, "test/mae": 0.7},
+                                       {"test/mse": 1.0, "test/mae": 0.8}]}
+    lines = reproduce_paper.table(runs, ["paper", "causal"]).splitlines()
+    assert len(lines) == 3  # header, rule, one row: variants without runs are left out
+    assert lines[2] == ("| etth1_M_168 | paper | 0.931 | 0.752 | 0.950 ± 0.071 | 0.750 ± 0.071 "
+                        "| +2.0% | 2 | 0.900 / 1.000 |")
