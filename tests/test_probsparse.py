@@ -41,10 +41,12 @@ def reference_probsparse(q, k, v, factor, masked, causal=False):
 
 
 @pytest.mark.parametrize(("masked", "causal"), [(False, False), (True, False), (True, True)])
-@pytest.mark.parametrize(("length", "d", "factor"), [(40, 8, 2), (300, 4, 1), (600, 2, 1)])
+@pytest.mark.parametrize(("length", "d", "factor"),
+                         [(40, 8, 3), (40, 8, 2), (300, 4, 1), (600, 2, 1)])
 def test_probsparse_matches_reference_on_every_path(masked, causal, length, d, factor):
+    # (40, 8, 3): masked, a quarter or more of the queries active: one product for all rows;
     # (300, 4, 1) and (600, 2, 1): sampled keys gathered instead of dense q k^T; masked with
-    # fewer than half the queries active: attention computed for the active ones only
+    # fewer active: attention computed for the active ones only
     torch.manual_seed(0)
     q, k, v = (torch.randn(2, 2, length, d, dtype=torch.float64) for _ in range(3))
     out, _ = ProbAttention(masked, factor=factor, causal_selection=causal).eval()(q, k, v)

@@ -174,8 +174,9 @@ class ProbAttention(nn.Module):
             return context, torch.where(active, attn, torch.zeros_like(attn))
         counts = active.sum(-2)  # [B, H, 1]
         n_act = length if torch.compiler.is_compiling() else int(counts.max())
-        if 2 * n_act > length and b * h * length * length <= _attend.EXPLICIT_MAX_SCORES:
-            # one product: a lazy query's weights are 1 on keys 0..t, i.e. cumsum(V)
+        if 4 * n_act > length and b * h * length * length <= _attend.EXPLICIT_MAX_SCORES:
+            # one product: a lazy query's weights are 1 on keys 0..t, i.e. cumsum(V) (at these
+            # sizes faster than gathering the active rows while a quarter of them are active)
             weights = attention_weights(q, k, scale, causal=True)  # [B, H, L, L]
             lower = torch.ones(length, length, dtype=weights.dtype, device=q.device).tril()
             return torch.where(active, weights, lower) @ v, None
