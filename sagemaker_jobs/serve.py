@@ -144,6 +144,26 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._read_body(length)
 
+    def _drain_chunked(self) -> None:
+        """Read a refused chunked body to its last chunk (same bounds as :meth:`_drain`), so
+        the client that sent it without Content-Length gets the 411, not a reset."""
+        deadline = time.monotonic() + self.server.request_timeout
+        left = 4 * self.server.max_bytes
+        try:
+            while True:
+                size = int(self.rfile.readline(1024).split(b";")[0], 16)  # ValueError: junk
+                left -= size
+                if size == 0:
+                    break
+                if left < 0 or size < 0 or time.monotonic() > deadline or \
+                        self._read_body(size + 2) is None:  # chunk data and its CRLF
+                    return
+            for _ in range(64):  # trailer lines up to the blank line that ends the body
+                if time.monotonic() > deadline or self.rfile.readline(1024).strip() == b"":
+                    return
+        except (ValueError, TimeoutError, OSError):
+            return
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         if self.path == "/ping":
             self._send(200, b"")
@@ -160,6 +180,8 @@ class Handler(BaseHTTPRequestHandler):
             return
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
+            if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+                self._drain_chunked()
             self._send(411, b"error: Content-Length: required", close=True)
             return
         if int(length) > self.server.max_bytes:

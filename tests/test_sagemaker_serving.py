@@ -187,6 +187,26 @@ def test_server_ping_invocations_and_payload_limit(server):
     assert http(f"{server}/other")[0] == 404
 
 
+def test_chunked_body_without_content_length_is_read_before_the_411(server):
+    """The refusal waits for the body's last chunk, so the client reads a 411, not a reset."""
+    import socket
+
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: text/csv\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n5;ext=1\r\ndate,\r\n")
+        sock.settimeout(0.3)
+        with pytest.raises(TimeoutError):  # nothing answered while the body is incomplete
+            sock.recv(1024)
+        sock.settimeout(10)
+        sock.sendall(b"3\r\nOT\n\r\n0\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.0 411") or answer.startswith(b"HTTP/1.1 411")
+    assert answer.endswith(b"error: Content-Length: required")
+
+
 def test_server_port_comes_from_sagemaker_bind_to_port(model_dir, monkeypatch):
     import socket
 
