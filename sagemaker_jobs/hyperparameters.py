@@ -190,8 +190,6 @@ def _listed_groups(config_name: str) -> set[str]:
     return set(re.findall(r"^\s*-\s*(?:override\s+)?/?([A-Za-z_]+)\s*:", text, re.M))
 
 
-
-
 def _explain(config_name: str, overrides: list[str], err: Exception) -> InformerError:
     """A one-line reason for a failed composition, naming the key and the valid choices."""
     groups_only = [o for o in overrides if "." not in o.split("=", 1)[0].lstrip("+")]

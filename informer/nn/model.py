@@ -41,12 +41,11 @@ class Informer(nn.Module):
 
     def _attention(self, masked: bool, output_attention: bool = False) -> nn.Module:
         c = self.config
+        common = {"attention_dropout": c.dropout, "output_attention": output_attention}
         if c.attn == "full":
-            return FullAttention(masked, c.factor, attention_dropout=c.dropout,
-                                 output_attention=output_attention)
-        return ProbAttention(masked, c.factor, attention_dropout=c.dropout,
-                             output_attention=output_attention,
-                             causal_selection=c.decoder_selection == "causal")
+            return FullAttention(masked, c.factor, **common)
+        return ProbAttention(masked, c.factor, causal_selection=c.decoder_selection == "causal",
+                             **common)
 
     def _encoder(self, n_layers: int) -> Encoder:
         c = self.config
