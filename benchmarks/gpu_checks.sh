@@ -5,7 +5,10 @@
 #      training at ETTh1 M 24), for at most SWEEP_SECONDS; finished runs are kept, and a second
 #      call trains only what is missing.
 # Usage: INFORMER_DATA_DIR=<dir with ETTh1.csv> [SWEEP_SECONDS=420] [EXPERIMENTS=a,b] [JOBS=12] \
-#          [VARIANTS=paper,revin] [TRAIN_STEP=1] [FP32=1] bash benchmarks/gpu_checks.sh [out dir]
+#          [VARIANTS=paper,revin] [TRAIN_STEP=1] [FP32=1] [RESULTS_TGZ=file.tgz] \
+#          bash benchmarks/gpu_checks.sh [out dir]
+# RESULTS_TGZ: also pack what the tables need (each run's metrics.json, config.yaml, train.log
+# and the text figures) without checkpoints or model weights (gigabytes), paths relative to out.
 # EXPERIMENTS run in the order given (JOBS at a time), so list the ones that matter first.
 set -u
 out=${1:-runs/gpu}
@@ -32,3 +35,8 @@ timeout "$sweep_seconds" python3 benchmarks/reproduce_paper.py experiment="${EXP
   variant="${VARIANTS:-paper,revin}" seed=2021,1,2 jobs="${JOBS:-12}" out="$out/reproduce" \
   "${gpu[@]}" 2>&1 | tee "$out/sweep.log"
 wait
+if [ -n "${RESULTS_TGZ:-}" ]; then
+  tgz=$(realpath -m "$RESULTS_TGZ")
+  (cd "$out" && find . -name metrics.json -o -name config.yaml -not -path '*/.hydra/*' \
+     -o -name train.log -o -name '*.txt' -o -name '*.log' | tar czf "$tgz" -T -)
+fi
