@@ -38,5 +38,5 @@ wait
 if [ -n "${RESULTS_TGZ:-}" ]; then
   tgz=$(realpath -m "$RESULTS_TGZ")
   (cd "$out" && find . -name metrics.json -o -name config.yaml -not -path '*/.hydra/*' \
-     -o -name train.log -o -name '*.txt' -o -name '*.log' | tar czf "$tgz" -T -)
+     -o -name '*.txt' -o -name '*.log' | tar czf "$tgz" -T -)
 fi
