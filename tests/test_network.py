@@ -170,7 +170,8 @@ def test_embedding_sums_value_position_time():
     # circular padding: the first step sees the last one
     conv = emb.value_embedding.token_conv
     y = torch.nn.functional.conv1d(torch.cat([x[:, -1:], x, x[:, :1]], 1).transpose(1, 2),
-                                   conv.weight).transpose(1, 2)
+                                   conv.weight, conv.bias).transpose(1, 2)
+    assert conv.bias is not None and conv.bias.shape == (8,)  # the reference code's conv has one
     assert torch.allclose(emb.value_embedding(x), y, atol=1e-6)
 
 

@@ -35,16 +35,20 @@ class PositionalEmbedding(nn.Module):
 
 
 class TokenEmbedding(nn.Module):
-    """Value embedding: circular Conv1d(kernel 3) over time, ``[B, L, c_in] -> [B, L, d]``."""
+    """Value embedding: circular Conv1d(kernel 3) over time, ``[B, L, c_in] -> [B, L, d]``.
+
+    With a bias, as the reference code: its default init ``U(-1/sqrt(3 c_in), 1/sqrt(3 c_in))``
+    is the largest constant offset of the embedding in univariate runs (``c_in = 1``).
+    """
 
     def __init__(self, c_in: int, d_model: int) -> None:
         super().__init__()
         self.token_conv = nn.Conv1d(c_in, d_model, kernel_size=3, padding=1,
-                                    padding_mode="circular", bias=False)
+                                    padding_mode="circular")
         nn.init.kaiming_normal_(self.token_conv.weight, mode="fan_in", nonlinearity="leaky_relu")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return circular_conv3(x, self.token_conv.weight)
+        return circular_conv3(x, self.token_conv.weight, self.token_conv.bias)
 
 
 class FixedEmbedding(nn.Module):
