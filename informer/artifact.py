@@ -116,6 +116,19 @@ def _first_line(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
+def upgrade_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights saved before the value embedding's conv had a bias get a zero one: the same
+    function, in the current layout (keys may carry a prefix, as a checkpoint's ``net.``)."""
+    suffix = "value_embedding.token_conv.weight"
+    if not isinstance(state, dict):
+        return state
+    for key in [k for k in state if isinstance(k, str) and k.endswith(suffix)]:
+        bias = key[: -len("weight")] + "bias"
+        if bias not in state and isinstance(state[key], torch.Tensor):
+            state[bias] = state[key].new_zeros(state[key].shape[0])
+    return state
+
+
 def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> LoadedModel:
     """Load an artifact directory: verified, weights-only, eval mode."""
     config = verify_artifact(path)
@@ -130,7 +143,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Lo
         raise InformerError(f"{Path(path) / WEIGHTS}: not a loadable tensor state dict "
                             f"({reason})") from err
     try:
-        net.load_state_dict(state)
+        net.load_state_dict(upgrade_state_dict(state))
     except (RuntimeError, TypeError, AttributeError) as err:
         raise InformerError(f"{Path(path) / WEIGHTS}: weights do not fit the stored config "
                             f"({_first_line(err)})") from err

@@ -167,3 +167,32 @@ def test_forecast_cli_writes_the_documented_csv(trained, tmp_path):
     assert proc.stderr.strip() == (f"error: {tmp_path / 'short.csv'}: 20 rows; expected at least "
                                    "seq_len = 48 rows of history")
     assert len(pd.read_csv(tmp_path / "out" / "forecast.csv")) == 24  # untouched
+
+
+
+def test_artifact_saved_without_the_value_conv_bias_loads_unchanged(tmp_path):
+    """Artifacts written before the value embedding's conv had a bias (as the reference code)
+    still load, with a zero bias: the same forecasts."""
+    from informer.artifact import MANIFEST, WEIGHTS, load_model
+    from informer.data.sources import sha256_file
+
+    _, schema = constant_artifact(tmp_path / "constant")
+    torch.manual_seed(0)
+    net = Informer(InformerConfig(enc_in=3, dec_in=3, c_out=3, seq_len=16, label_len=8,
+                                  pred_len=5, d_model=8, n_heads=2, d_ff=16))
+    key = "enc_embedding.value_embedding.token_conv.bias"
+    with torch.no_grad():
+        net.state_dict()[key].zero_()
+    path = save_artifact(tmp_path / "m", net, schema)
+    state = torch.load(path / WEIGHTS, weights_only=True)
+    del state[key]
+    torch.save(state, path / WEIGHTS)  # the old layout, with a matching manifest
+    manifest = json.loads((path / MANIFEST).read_text())
+    manifest["files"][WEIGHTS] = sha256_file(path / WEIGHTS)
+    (path / MANIFEST).write_text(json.dumps(manifest))
+    legacy = load_model(path).net
+    assert torch.equal(legacy.state_dict()[key], torch.zeros(8))
+    x, y = torch.randn(2, 16, 3), torch.randn(2, 13, 3)
+    xm, ym = torch.rand(2, 16, 4), torch.rand(2, 13, 4)
+    expected = net.eval()(x, xm, y, ym)
+    assert expected.std() > 0 and torch.equal(legacy(x, xm, y, ym), expected)

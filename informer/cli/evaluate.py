@@ -9,7 +9,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from informer.artifact import LoadedModel, load_model
+from informer.artifact import LoadedModel, load_model, upgrade_state_dict
 from informer.cli.common import alias_argv, check_overrides, config_dir, user_errors
 from informer.data.series import SeriesData
 from informer.data.sources import resolve_data_file
@@ -27,7 +27,7 @@ def load_checkpoint(path: Path) -> tuple[LoadedModel, dict[str, Any]]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
         module = InformerModule(**ckpt["hyper_parameters"])
-        module.load_state_dict(ckpt["state_dict"])
+        module.load_state_dict(upgrade_state_dict(ckpt["state_dict"]))
     except (KeyError, RuntimeError, OSError) as err:
         raise InformerError(f"{path}: not an informer-train checkpoint ({err})") from err
     if module.schema is None:
