@@ -15,7 +15,9 @@ with two threads). Variants: ``paper`` (the preset as is), ``stack`` (the same p
 InformerStack, ``model.s_layers=[3,2,1]``), ``revin`` (``model.revin=true``), ``fp32``
 (``trainer.precision=32-true``, to check bf16 training against full precision), ``causal``
 (``model.decoder_selection=causal``: the decoder's ProbSparse picks its active queries strictly
-causally instead of as the reference code); ``a+b`` combines them (``variant=stack+causal``).
+causally instead of as the reference code), ``filescale`` (``data.scaler_fit=file``: the scaler
+fit on the whole file, as the reference code when the paper's tables were produced; metrics are
+then on that scale, as the paper's); ``a+b`` combines them (``variant=stack+causal``).
 Overrides after ``--`` go to every run (``-- trainer.accelerator=gpu`` trains on a GPU);
 ``section=<name>`` records into its own block of ``docs/results.md``; ``train=false`` reports
 the finished runs only.
@@ -48,7 +50,8 @@ PAPER = {
           720: (0.269, 0.435)},
 }
 VARIANTS = {"paper": [], "stack": ["model.s_layers=[3,2,1]"], "revin": ["model.revin=true"],
-            "fp32": ["trainer.precision=32-true"], "causal": ["model.decoder_selection=causal"]}
+            "fp32": ["trainer.precision=32-true"], "causal": ["model.decoder_selection=causal"],
+            "filescale": ["data.scaler_fit=file"]}
 DEFAULTS = {"experiment": "etth1_M_24,etth1_M_48,etth1_M_168", "seed": "2021,1,2",
             "variant": "paper,revin", "jobs": "1", "out": "runs/reproduce", "record": "false",
             "section": "reproduce_paper", "train": "true"}

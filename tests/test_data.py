@@ -10,6 +10,7 @@ import torch
 from informer.data.datamodule import ETTDataModule
 from informer.data.series import SeriesData
 from informer.data.splits import split_borders
+from informer.errors import InformerError
 from informer.timefeatures import future_dates, mark_dim, time_features
 from tests.conftest import write_series
 
@@ -49,6 +50,31 @@ def test_scaler_fit_on_train_rows_only(ett_dir):
     assert (etth2.mean[-1], etth2.std[-1]) == (pytest.approx(26.8720, abs=1e-4),
                                                pytest.approx(11.5847, abs=1e-4))
 
+
+
+def test_scaler_fit_file_uses_every_row_as_the_papers_runs(ett_dir):
+    """``scaler_fit=file``: the statistics of the whole ETTh1 file (17,420 rows, past the
+    14,400 the splits use), as the reference code had them when the paper's tables were made."""
+    dm = ETTDataModule(data_dir=str(ett_dir), file="ETTh1.csv", split="ett_hour",
+                       scaler_fit="file")
+    raw = pd.read_csv(ett_dir / "ETTh1.csv").iloc[:, 1:].to_numpy()
+    assert len(raw) == 17420
+    np.testing.assert_allclose(dm.schema.mean, raw.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(dm.schema.std, raw.std(axis=0), rtol=1e-12)
+    assert dm.schema.std[-1] == pytest.approx(8.567, abs=1e-3)  # OT; 9.1765 on the train rows
+    dm.setup()  # the windows do not change, only their scale
+    assert {k: len(v) for k, v in dm.datasets.items()} == {"train": 8521, "val": 2857,
+                                                          "test": 2857}
+
+
+def test_scaler_fit_rejects_unknown_rows(tmp_path):
+    path = write_series(tmp_path / "s.csv", n=200)
+    with pytest.raises(InformerError, match=r"^data\.scaler_fit: expected one of train, file, "
+                                            r"got 'all'$"):
+        SeriesData.fit(path, split="ratio", seq_len=10, label_len=5, pred_len=5,
+                       scaler_fit="all")
+    with pytest.raises(InformerError, match=r"^data\.scaler_fit"):
+        ETTDataModule(data_dir=str(tmp_path), file="s.csv", scaler_fit="test")
 
 def test_scaler_ignores_rows_after_train(tmp_path):
     path = write_series(tmp_path / "s.csv", n=200)

@@ -9,7 +9,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler
 from typing_extensions import override
 
-from informer.data.series import SeriesData, check_windows
+from informer.data.series import SeriesData, check_scaler_fit, check_windows
 from informer.data.sources import resolve_data_file
 from informer.data.windows import WindowDataset, collate_batch
 from informer.errors import InformerError
@@ -21,7 +21,8 @@ class ETTDataModule(L.LightningDataModule):
 
     ``split='ett_hour'``/``'ett_minute'`` use the paper's fixed ETT borders, ``'ratio'`` uses
     ``train_ratio``/``test_ratio`` (70/20 by default, validation in between). The scaler is fit
-    on the train rows; batches are dicts of ``x``, ``x_mark``, ``y``, ``y_mark`` (see
+    on the train rows (``scaler_fit='file'``: on every row, as the paper's runs); batches are
+    dicts of ``x``, ``x_mark``, ``y``, ``y_mark`` (see
     :class:`~informer.data.windows.WindowDataset`).
     """
 
@@ -30,10 +31,12 @@ class ETTDataModule(L.LightningDataModule):
                  seq_len: int = 96, label_len: int = 48, pred_len: int = 24,
                  split: str = "ett_hour", train_ratio: float = 0.7, test_ratio: float = 0.2,
                  batch_size: int = 32, eval_batch_size: int | None = None,
-                 num_workers: int = 0, download: bool = True, check_freq: bool = True) -> None:
+                 num_workers: int = 0, download: bool = True, check_freq: bool = True,
+                 scaler_fit: str = "train") -> None:
         super().__init__()
         check_features(features)
         check_windows(seq_len, label_len, pred_len)
+        check_scaler_fit(scaler_fit)
         self.save_hyperparameters(logger=False)
         self.series: SeriesData | None = None
 
@@ -54,7 +57,8 @@ class ETTDataModule(L.LightningDataModule):
         self.series = SeriesData.fit(
             path, target=h.target, features=h.features, freq=h.freq, embed=h.embed,
             seq_len=h.seq_len, label_len=h.label_len, pred_len=h.pred_len, split=h.split,
-            train_ratio=h.train_ratio, test_ratio=h.test_ratio, check_freq=h.check_freq)
+            train_ratio=h.train_ratio, test_ratio=h.test_ratio, check_freq=h.check_freq,
+            scaler_fit=h.scaler_fit)
         self.datasets = {s: self.series.dataset(s) for s in ("train", "val", "test")}
         if len(self.datasets["train"]) < h.batch_size:
             raise InformerError(

@@ -28,6 +28,16 @@ def check_windows(seq_len: int, label_len: int, pred_len: int) -> None:
                             f"got {label_len}")
 
 
+SCALER_FITS = ("train", "file")
+
+
+def check_scaler_fit(scaler_fit: str) -> None:
+    """``scaler_fit``: the rows the scaler is fit on, ``train`` or ``file`` (every row)."""
+    if scaler_fit not in SCALER_FITS:
+        raise InformerError(f"data.scaler_fit: expected one of {', '.join(SCALER_FITS)}, "
+                            f"got {scaler_fit!r}")
+
+
 def fit_scaler(values: np.ndarray) -> tuple[list[float], list[float]]:
     """Per-column mean and population std (ddof 0); a constant column gets std 1."""
     mean = values.mean(axis=0)
@@ -49,14 +59,17 @@ class SeriesData:
     def fit(cls, path: str | Path, *, target: str = "OT", features: str = "M", freq: str = "h",
             embed: str = "timeF", seq_len: int = 96, label_len: int = 48, pred_len: int = 24,
             split: str = "ratio", train_ratio: float = 0.7, test_ratio: float = 0.2,
-            check_freq: bool = True) -> SeriesData:
-        """Read ``path`` and fit the scaler on the train rows only."""
+            check_freq: bool = True, scaler_fit: str = "train") -> SeriesData:
+        """Read ``path`` and fit the scaler on the train rows (``scaler_fit='train'``) or on
+        every row of the file (``'file'``: the reference code before its 2021-03 fix, which
+        produced the paper's tables; the statistics then see the validation and test rows)."""
         normalize_freq(freq)
         check_windows(seq_len, label_len, pred_len)
+        check_scaler_fit(scaler_fit)
         dates, values, columns, source = load_series(path, target, features,
                                                      freq if check_freq else None)
         borders = split_borders(len(values), seq_len, split, train_ratio, test_ratio)
-        start, end = borders["train"]
+        start, end = borders["train"] if scaler_fit == "train" else (0, len(values))
         mean, std = fit_scaler(values[start:end])
         schema = DataSchema(columns=columns, target=target, features=features, freq=freq,
                             embed=embed, seq_len=seq_len, label_len=label_len,
