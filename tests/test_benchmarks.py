@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import naive_baselines  # noqa: E402
 import reproduce_paper  # noqa: E402
+import scaler_effects  # noqa: E402
 
 
 def test_persistence_and_window_mean_match_a_direct_computation(ett_dir):
@@ -53,3 +54,22 @@ def test_reproduce_paper_combines_variants_and_tables_each_with_its_seeds():
     assert len(lines) == 3  # header, rule, one row: variants without runs are left out
     assert lines[2] == ("| etth1_M_168 | paper | 0.931 | 0.752 | 0.950 ± 0.071 | 0.750 ± 0.071 "
                         "| +2.0% | 2 | 0.900 / 1.000 |")
+
+
+def test_scaler_effects_rescores_a_run_on_the_whole_files_scale(trained, ett_dir, monkeypatch):
+    """Train scale: the run's own test MSE/MAE. File scale: each column's errors over the whole
+    CSV's population std, so MSE moves by a factor between the smallest and the largest
+    ``(train std / file std)^2`` of ETTh1's columns."""
+    import json
+
+    monkeypatch.setenv("INFORMER_DATA_DIR", str(ett_dir))
+    row = scaler_effects.errors_on_both_scales(trained / "model")
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert row["train mse"] == pytest.approx(metrics["test/mse"], rel=1e-6)
+    assert row["train mae"] == pytest.approx(metrics["test/mae"], rel=1e-6)
+    values = pd.read_csv(ett_dir / "ETTh1.csv").iloc[:, 1:].to_numpy()
+    ratio = (values[:8640].std(0) / values.std(0)) ** 2
+    assert ratio.min() < row["file mse"] / row["train mse"] < ratio.max()
+    lines = scaler_effects.table({("etth1_M_336", "paper"): [row, row]}).splitlines()
+    assert lines[2].startswith("| etth1_M_336 | paper | 1.128 | 0.873 | ")
+    assert lines[2].endswith(f"| {row['file mse'] / 1.128 - 1:+.1%} | 2 |")
