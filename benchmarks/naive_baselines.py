@@ -12,15 +12,14 @@ data over every test window, like ``docs/results.md``'s tables; ``record=true`` 
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import torch
 from hydra.utils import instantiate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import parse_options, record_section  # noqa: E402
-from reproduce_paper import HEADER, PAPER, RESULTS  # noqa: E402
+from common import parse_options  # noqa: E402
+from reproduce_paper import PAPER, record_results  # noqa: E402
 
 from informer.cli.common import compose_conf  # noqa: E402
 from informer.evaluation import targets  # noqa: E402
@@ -67,12 +66,8 @@ def main(argv: list[str]) -> None:
     text = table({e: scores(e) for e in options["experiment"].split(",")})
     print(text)
     if options["record"].lower() == "true":
-        command = "python benchmarks/naive_baselines.py " + " ".join(argv)
-        record_section("naive_baselines", f"Produced by `{command.strip()}` (test split, every "
-                       f"window, standardised data). Recorded {time.strftime('%Y-%m-%d')}.\n\n"
-                       f"{text}", RESULTS, HEADER)
-        print(f"wrote {RESULTS}")
-
+        record_results("naive_baselines.py", "naive_baselines", argv,
+                       "test split, every window, standardised data", text)
 
 if __name__ == "__main__":
     main(sys.argv[1:])

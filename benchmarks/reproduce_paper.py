@@ -116,6 +116,14 @@ def where(directory: Path) -> str:
     return f"{device}, {trainer.get('precision')}"
 
 
+def record_results(script: str, section: str, argv: list[str], detail: str, text: str) -> None:
+    """Write ``text`` to the ``section`` block of docs/results.md under the command that made it."""
+    command = f"python benchmarks/{script} {' '.join(argv)}".strip()
+    record_section(section, f"Produced by `{command}` ({detail}). Recorded "
+                   f"{time.strftime('%Y-%m-%d')}.\n\n{text}", RESULTS, HEADER)
+    print(f"wrote {RESULTS}")
+
+
 def summarise(values: list[float]) -> str:
     if not values:
         return "-"

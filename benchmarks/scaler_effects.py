@@ -15,21 +15,17 @@ figures (mean ± sample std over the seeds found). With ``record=true`` the tabl
 
 from __future__ import annotations
 
-import os
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import parse_options, record_section  # noqa: E402
-from reproduce_paper import HEADER, PAPER, RESULTS, run_dir, summarise  # noqa: E402
+from common import parse_options  # noqa: E402
+from reproduce_paper import PAPER, record_results, run_dir, summarise  # noqa: E402
+from window_effects import model_and_data  # noqa: E402
 
-from informer.artifact import load_model  # noqa: E402
-from informer.data.sources import ENV_DATA_DIR, resolve_data_file  # noqa: E402
 from informer.forecast import Forecaster  # noqa: E402
 
 DEFAULTS = {"experiment": "etth1_M_168,etth1_M_336", "variant": "paper", "seed": "2021,1,2",
@@ -39,10 +35,8 @@ DEFAULTS = {"experiment": "etth1_M_168,etth1_M_336", "variant": "paper", "seed":
 def errors_on_both_scales(model: Path) -> dict[str, float]:
     """Test MSE/MAE of one artifact, standardised by its own scaler (``train``) and by the
     statistics of every row of its data file (``file``; population std, as the scaler)."""
-    loaded = load_model(model)
-    s, data = loaded.schema, loaded.info["run"]["data"]
-    df = pd.read_csv(resolve_data_file(os.environ.get(ENV_DATA_DIR, data["data_dir"]),
-                                       data["file"]))
+    loaded, df = model_and_data(model)
+    s = loaded.schema
     frame = Forecaster(loaded).backtest(df).frame
     err = frame[s.predicted].to_numpy() - frame[[f"{c}_actual" for c in s.predicted]].to_numpy()
     scales = {"train": np.asarray(s.std)[[s.columns.index(c) for c in s.predicted]],
@@ -88,12 +82,8 @@ def main(argv: list[str]) -> None:
     text = table(rows)
     print(text)
     if options["record"].lower() == "true":
-        command = "python benchmarks/scaler_effects.py " + " ".join(argv)
-        record_section("scaler_effects", f"Produced by `{command}` (test split, every window; "
-                       f"the trained runs of the tables above). Recorded "
-                       f"{time.strftime('%Y-%m-%d')}.\n\n{text}", RESULTS, HEADER)
-        print(f"wrote {RESULTS}")
-
+        record_results("scaler_effects.py", "scaler_effects", argv,
+                       "test split, every window; the trained runs of the tables above", text)
 
 if __name__ == "__main__":
     main(sys.argv[1:])

@@ -17,19 +17,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from informer.artifact import load_model
+from informer.artifact import LoadedModel, load_model
 from informer.data.sources import ENV_DATA_DIR, resolve_data_file
 from informer.forecast import Forecaster
 
 REFERENCE_BATCH = 32
 
 
+def model_and_data(path: Path) -> tuple[LoadedModel, pd.DataFrame]:
+    """An artifact and its data file (from ``INFORMER_DATA_DIR``, else where it was trained)."""
+    loaded = load_model(path)
+    data = loaded.info["run"]["data"]
+    return loaded, pd.read_csv(resolve_data_file(os.environ.get(ENV_DATA_DIR, data["data_dir"]),
+                                                 data["file"]))
+
+
 def effects(path: Path) -> dict[str, float]:
     """Test MSE (standardised) of one artifact under each evaluation choice."""
-    loaded = load_model(path)
-    s, data = loaded.schema, loaded.info["run"]["data"]
-    df = pd.read_csv(resolve_data_file(os.environ.get(ENV_DATA_DIR, data["data_dir"]),
-                                       data["file"]))
+    loaded, df = model_and_data(path)
+    s = loaded.schema
     std = np.asarray(s.std)[[s.columns.index(c) for c in s.predicted]]
     row: dict[str, float] = {}
     for precision in ("32-true", "bf16-mixed"):
