@@ -21,6 +21,12 @@ then on that scale, as the paper's); ``a+b`` combines them (``variant=stack+caus
 Overrides after ``--`` go to every run (``-- trainer.accelerator=gpu`` trains on a GPU);
 ``section=<name>`` records into its own block of ``docs/results.md``; ``train=false`` reports
 the finished runs only.
+
+``record=true`` also keeps each run's figures in ``docs/runs/<section>.json`` (test MSE/MAE,
+epochs, minutes, machine; a few hundred bytes a run, committed with the table), and the table
+is built from those and the finished runs together: a later session, whose ``out`` no longer
+holds the earlier runs (checkpoints are not committed), adds seeds to a section instead of
+replacing it.
 """
 
 from __future__ import annotations
@@ -42,6 +48,8 @@ from common import machine, parse_options, record_section  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results.md"
+LEDGER = ROOT / "docs" / "runs"
+KEPT = ("test/mse", "test/mae", "epochs", "seconds", "machine")
 # Paper Tables 1 (univariate) and 2 (multivariate), ETTh1: horizon -> (MSE, MAE).
 PAPER = {
     "M": {24: (0.577, 0.549), 48: (0.685, 0.625), 168: (0.931, 0.752), 336: (1.128, 0.873),
@@ -78,6 +86,41 @@ def variant_overrides(variant: str) -> list[str]:
 
 def run_dir(out: Path, experiment: str, variant: str, seed: str) -> Path:
     return out / experiment / variant / f"seed{seed}"
+
+
+def load_ledger(section: str) -> dict[str, dict]:
+    """The recorded runs of a section: ``experiment/variant/seed<seed>`` -> figures."""
+    path = LEDGER / f"{section}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def save_ledger(section: str, ledger: dict[str, dict]) -> None:
+    """Write a section's recorded runs (to a temporary file, then renamed)."""
+    path = LEDGER / f"{section}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(ledger, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
+
+
+def merge(ledger: dict[str, dict], done: list[tuple[tuple[str, str, str], dict]],
+          experiments: list[str], variants: list[str]
+          ) -> tuple[dict[str, dict], dict[tuple[str, str], list[dict]], list[str]]:
+    """The ledger with this call's runs added (a finished run replaces its recorded figures),
+    the runs of the asked experiments and variants grouped per (experiment, variant) with seeds
+    in a fixed order (2021, 1, 2, then the others), and those seeds."""
+    ledger = dict(ledger)
+    for plan, metrics in done:
+        ledger[str(run_dir(Path(), *plan))] = {k: metrics[k] for k in KEPT if k in metrics}
+    order = DEFAULTS["seed"].split(",")
+    keys = [(e, v, s.removeprefix("seed")) for e, v, s in (k.rsplit("/", 2) for k in ledger)]
+    keys = sorted((k for k in keys if k[0] in experiments and k[1] in variants),
+                  key=lambda k: (experiments.index(k[0]), variants.index(k[1]),
+                                 order.index(k[2]) if k[2] in order else len(order), k[2]))
+    results: dict[tuple[str, str], list[dict]] = {}
+    for key in keys:
+        results.setdefault(key[:2], []).append(ledger[str(run_dir(Path(), *key))])
+    return ledger, results, list(dict.fromkeys(s for *_, s in keys))
 
 
 def train(directory: Path, experiment: str, variant: str, seed: str, extra: list[str],
@@ -164,24 +207,25 @@ def main(argv: list[str]) -> None:
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         done = list(pool.map(lambda p: (p, train(run_dir(out, *p), *p, extra, threads)), plan))
-    results: dict[tuple[str, str], list[dict[str, float]]] = {}
-    for (experiment, variant, _), metrics in done:
-        results.setdefault((experiment, variant), []).append(metrics)
+    done = [(p, {**m, "machine": m.get("machine") or where(run_dir(out, *p))}) for p, m in done]
+    ledger, results, seeds = merge(load_ledger(options["section"]), done, experiments,
+                                   variants)
     text = table(results, variants)
     print(text)
     if options["record"].lower() == "true":
         command = "python benchmarks/reproduce_paper.py " + " ".join(
             a for a in argv if a != "train=false")
-        minutes = sum(m.get("seconds", 0.0) for _, m in done) / 60
-        machines = "; ".join(sorted({m.get("machine") or where(run_dir(out, *p))
-                                     for p, m in done}))
-        section = (f"Produced by `{command}` (test split, every window, standardised data as "
-                   f"in the paper; mean ± sample std over seeds {', '.join(seeds)}; "
-                   f"{minutes:.0f} min of training in all).\n\nTrained on: {machines}. "
-                   f"Recorded {time.strftime('%Y-%m-%d')}.\n\n{text}")
+        runs = [m for group in results.values() for m in group]
+        minutes = sum(m.get("seconds", 0.0) for m in runs) / 60
+        machines = "; ".join(sorted({m["machine"] for m in runs if m.get("machine")}))
+        section = (f"Produced by `{command}` with the runs recorded before it in "
+                   f"`docs/runs/{options['section']}.json` (test split, every window, "
+                   f"standardised data as in the paper; mean ± sample std over seeds "
+                   f"{', '.join(seeds)}; {minutes:.0f} min of training in all).\n\nTrained on: "
+                   f"{machines}. Recorded {time.strftime('%Y-%m-%d')}.\n\n{text}")
+        save_ledger(options["section"], ledger)
         record_section(options["section"], section, RESULTS, HEADER)
         print(f"wrote {RESULTS}")
-
 
 if __name__ == "__main__":
     main(sys.argv[1:])
