@@ -44,7 +44,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, parse_options, record_section  # noqa: E402
+from common import machine, parse_options, record_section, write_atomic  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results.md"
@@ -96,11 +96,7 @@ def load_ledger(section: str) -> dict[str, dict]:
 
 def save_ledger(section: str, ledger: dict[str, dict]) -> None:
     """Write a section's recorded runs (to a temporary file, then renamed)."""
-    path = LEDGER / f"{section}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(ledger, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
+    write_atomic(LEDGER / f"{section}.json", json.dumps(ledger, indent=1, sort_keys=True) + "\n")
 
 
 def merge(ledger: dict[str, dict], done: list[tuple[tuple[str, str, str], dict]],
@@ -226,6 +222,7 @@ def main(argv: list[str]) -> None:
         save_ledger(options["section"], ledger)
         record_section(options["section"], section, RESULTS, HEADER)
         print(f"wrote {RESULTS}")
+
 
 if __name__ == "__main__":
     main(sys.argv[1:])
