@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import naive_baselines  # noqa: E402
+import reference_network  # noqa: E402
 import reproduce_paper  # noqa: E402
 import scaler_effects  # noqa: E402
 
@@ -96,3 +97,10 @@ def test_scaler_effects_rescores_a_run_on_the_whole_files_scale(trained, ett_dir
     lines = scaler_effects.table({("etth1_M_336", "paper"): [row, row]}).splitlines()
     assert lines[2].startswith("| etth1_M_336 | paper | 1.128 | 0.873 | ")
     assert lines[2].endswith(f"| {row['file mse'] / 1.128 - 1:+.1%} | 2 |")
+
+
+def test_reference_comparison_names_a_directory_that_is_not_the_reference_code(tmp_path):
+    with pytest.raises(SystemExit) as exc:
+        reference_network.reference_class(tmp_path)
+    assert str(exc.value) == (f"error: --reference {tmp_path}: expected a checkout of "
+                              "zhouhaoyi/Informer2020 (no models/model.py there)")
