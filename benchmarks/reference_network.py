@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load_average, machine, record_section  # noqa: E402
-from train_step import _setup, _stepper  # noqa: E402
+from train_step import _setup, _stepper, interleaved  # noqa: E402
 
 from informer.config import InformerConfig  # noqa: E402
 from informer.evaluation import targets  # noqa: E402
@@ -156,17 +156,8 @@ def speed(cls: type, steps: int, warmup: int, rounds: int,
                                    batch_size, False),
         "ours_fp32": _stepper(net.predict, optimizer, dataset, config, batch_size, False),
         "ours_bf16": _stepper(net.predict, optimizer, dataset, config, batch_size, True)}
-    times: dict[str, list[float]] = {name: [] for name in steppers}
-    for step in steppers.values():
-        for i in range(warmup):
-            step(i)
-    for r in range(rounds):
-        for name, step in steppers.items():
-            start = time.perf_counter()
-            for i in range(steps):
-                step(warmup + r * steps + i)
-            times[name].append((time.perf_counter() - start) / steps)
-    return {f"s_per_step_{name}": min(t) for name, t in times.items()}
+    fastest = interleaved(steppers, warmup, rounds, steps)
+    return {f"s_per_step_{name}": seconds for name, seconds in fastest.items()}
 
 
 def record(figures: dict[str, float], args: argparse.Namespace, load: float) -> None:
