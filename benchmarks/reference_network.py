@@ -92,31 +92,37 @@ def check_init(cls: type, config: InformerConfig, seed: int = 2021) -> float:
     return max_weight_diff(ours, build_reference(cls, config))
 
 
-def check_forward(cls: type, config: InformerConfig, batch: dict, train: bool) -> float:
-    """Largest forecast difference from the same weights; ``train``: training mode with
-    dropout 0 (ProbSparse samples from the global RNG, seeded alike; in eval mode this library
-    samples from a generator of its own, for forecasts that do not depend on the RNG state)."""
+def twins(cls: type, config: InformerConfig, train: bool) -> tuple[Informer, torch.nn.Module]:
+    """This network and the reference one with its weights, in training mode with dropout 0
+    (``train``) or in eval mode."""
     if train:
         config = InformerConfig(**(config.to_dict() | {"dropout": 0.0}))
     torch.manual_seed(0)
     ours = Informer(config).train(train)
     ref = build_reference(cls, config).train(train)
     copy_weights(ours, ref)
+    return ours, ref
+
+
+def seeded_forecast(forward, batch: dict) -> torch.Tensor:  # noqa: ANN001
+    """The forecast of ``batch`` with the global RNG (ProbSparse's sampling) seeded alike."""
     with torch.no_grad():
         torch.manual_seed(7)
-        a = ours.predict(batch["x"], batch["x_mark"], batch["y_mark"])
-        torch.manual_seed(7)
-        b = reference_forward(ref, ours)(batch["x"], batch["x_mark"], batch["y_mark"])
-    return float((a - b).abs().max())
+        return forward(batch["x"], batch["x_mark"], batch["y_mark"])
+
+
+def check_forward(cls: type, config: InformerConfig, batch: dict, train: bool) -> float:
+    """Largest forecast difference from the same weights; ``train``: training mode with
+    dropout 0 (ProbSparse samples from the global RNG, seeded alike; in eval mode this library
+    samples from a generator of its own, for forecasts that do not depend on the RNG state)."""
+    ours, ref = twins(cls, config, train)
+    a = seeded_forecast(ours.predict, batch)
+    return float((a - seeded_forecast(reference_forward(ref, ours), batch)).abs().max())
 
 
 def check_training(cls: type, config: InformerConfig, dataset, steps: int,  # noqa: ANN001
                    batch_size: int = 32) -> dict[str, float]:
-    config = InformerConfig(**(config.to_dict() | {"dropout": 0.0}))
-    torch.manual_seed(0)
-    ours = Informer(config).train()
-    ref = build_reference(cls, config).train()
-    copy_weights(ours, ref)
+    ours, ref = twins(cls, config, train=True)
     nets = {"ours": (ours.predict, torch.optim.Adam(ours.parameters(), lr=1e-4)),
             "reference": (reference_forward(ref, ours), torch.optim.Adam(ref.parameters(),
                                                                          lr=1e-4))}
@@ -135,18 +141,14 @@ def check_training(cls: type, config: InformerConfig, dataset, steps: int,  # no
     print("train losses, ours:     ", " ".join(f"{v:.6f}" for v in losses["ours"]))
     print("train losses, reference:", " ".join(f"{v:.6f}" for v in losses["reference"]))
     batch = dataset.__getitems__(list(range(steps * batch_size, (steps + 1) * batch_size)))
-    forecasts = []
-    with torch.no_grad():
-        for forward, _ in nets.values():
-            torch.manual_seed(7)
-            forecasts.append(forward(batch["x"], batch["x_mark"], batch["y_mark"]))
-    return {"train_loss_rel_diff": gap,
-            "train_forecast_diff": float((forecasts[0] - forecasts[1]).abs().max())}
+    a, b = (seeded_forecast(forward, batch) for forward, _ in nets.values())
+    return {"train_loss_rel_diff": gap, "train_forecast_diff": float((a - b).abs().max())}
 
 
-def speed(cls: type, steps: int, warmup: int, rounds: int,
+def speed(cls: type, setup: tuple, steps: int, warmup: int, rounds: int,
           batch_size: int) -> dict[str, float]:
-    dataset, config, module, optimizer = _setup("prob", "module")
+    """``setup``: ``train_step._setup``'s dataset, config, module and optimizer."""
+    dataset, config, module, optimizer = setup
     net = module.net.train()
     ref = build_reference(cls, config).train()
     copy_weights(net, ref)
@@ -199,7 +201,8 @@ def main() -> None:
     parser.add_argument("--record", action="store_true", help="write docs/benchmarks.md")
     args = parser.parse_args()
     cls = reference_class(args.reference.expanduser())
-    dataset, config, _, _ = _setup("prob", "module")
+    setup = _setup("prob", "module")
+    dataset, config = setup[0], setup[1]
     batch = dataset.__getitems__(list(range(args.batch_size)))
     full = InformerConfig(**(config.to_dict() | {"attn": "full"}))
     figures = {"init_weight_diff": check_init(cls, config),
@@ -207,7 +210,7 @@ def main() -> None:
                "forward_diff_prob_train": check_forward(cls, config, batch, train=True),
                **check_training(cls, config, dataset, args.train_steps)}
     load = load_average()
-    figures |= speed(cls, args.steps, args.warmup, args.rounds, args.batch_size)
+    figures |= speed(cls, setup, args.steps, args.warmup, args.rounds, args.batch_size)
     if args.record:
         record(figures, args, max(load, load_average()))
     for key, value in figures.items():
