@@ -23,7 +23,8 @@ Overrides after ``--`` go to every run (``-- trainer.accelerator=gpu`` trains on
 the finished runs only.
 
 ``record=true`` also keeps each run's figures in ``docs/runs/<section>.json`` (test MSE/MAE,
-epochs, minutes, machine; a few hundred bytes a run, committed with the table), and the table
+epochs, minutes, machine, and the per-epoch train loss and validation MSE as ``curve``; a few
+hundred bytes a run, committed with the table), and the table
 is built from those and the finished runs together: a later session, whose ``out`` no longer
 holds the earlier runs (checkpoints are not committed), adds seeds to a section instead of
 replacing it.
@@ -31,6 +32,7 @@ replacing it.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import statistics
@@ -49,7 +51,7 @@ from common import machine, parse_options, record_section, write_atomic  # noqa:
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results.md"
 LEDGER = ROOT / "docs" / "runs"
-KEPT = ("test/mse", "test/mae", "epochs", "seconds", "machine")
+KEPT = ("test/mse", "test/mae", "epochs", "seconds", "machine", "curve")
 # Paper Tables 1 (univariate) and 2 (multivariate), ETTh1: horizon -> (MSE, MAE).
 PAPER = {
     "M": {24: (0.577, 0.549), 48: (0.685, 0.625), 168: (0.931, 0.752), 336: (1.128, 0.873),
@@ -155,6 +157,22 @@ def where(directory: Path) -> str:
     return f"{device}, {trainer.get('precision')}"
 
 
+def curve(directory: Path) -> list[list[float]]:
+    """Per-epoch ``[train loss, validation MSE]`` of a finished run (its CSV log; [] without)."""
+    path = directory / "csv" / "metrics.csv"
+    if not path.is_file():
+        return []
+    epochs: dict[int, dict[str, float]] = {}
+    with open(path, newline="") as handle:
+        for row in csv.DictReader(handle):
+            if row.get("epoch"):
+                figures = epochs.setdefault(int(float(row["epoch"])), {})
+                figures.update({k: float(row[k]) for k in ("train/loss_epoch", "val/mse")
+                                if row.get(k)})
+    return [[round(e["train/loss_epoch"], 4), round(e["val/mse"], 4)]
+            for _, e in sorted(epochs.items()) if len(e) == 2]
+
+
 def record_results(script: str, section: str, argv: list[str], detail: str, text: str) -> None:
     """Write ``text`` to the ``section`` block of docs/results.md under the command that made it."""
     command = f"python benchmarks/{script} {' '.join(argv)}".strip()
@@ -203,7 +221,8 @@ def main(argv: list[str]) -> None:
     threads = max(1, (os.cpu_count() or 1) // jobs) if jobs > 1 else None
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         done = list(pool.map(lambda p: (p, train(run_dir(out, *p), *p, extra, threads)), plan))
-    done = [(p, {**m, "machine": m.get("machine") or where(run_dir(out, *p))}) for p, m in done]
+    done = [(p, {**m, "machine": m.get("machine") or where(run_dir(out, *p)),
+                 "curve": curve(run_dir(out, *p))}) for p, m in done]
     ledger, results, seeds = merge(load_ledger(options["section"]), done, experiments,
                                    variants)
     text = table(results, variants)

@@ -12,6 +12,7 @@ import naive_baselines  # noqa: E402
 import reference_network  # noqa: E402
 import reproduce_paper  # noqa: E402
 import scaler_effects  # noqa: E402
+import training_curves  # noqa: E402
 
 
 def test_persistence_and_window_mean_match_a_direct_computation(ett_dir):
@@ -104,3 +105,62 @@ def test_reference_comparison_names_a_directory_that_is_not_the_reference_code(t
         reference_network.reference_class(tmp_path)
     assert str(exc.value) == (f"error: --reference {tmp_path}: expected a checkout of "
                               "zhouhaoyi/Informer2020 (no models/model.py there)")
+
+
+def test_reproduce_paper_keeps_the_per_epoch_train_loss_and_validation_mse(trained, tmp_path):
+    """``curve``: one ``[train loss, validation MSE]`` per epoch, read from the run's CSV log."""
+    import json
+
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert reproduce_paper.curve(trained) == [[round(metrics["train/loss_epoch"], 4),
+                                               round(metrics["val/mse"], 4)]]
+    assert reproduce_paper.curve(tmp_path) == []
+
+
+REFERENCE_LOG = """Use CPU
+>>>>>>>start training : informer_ETTh1_ftM_sl96_ll48_pl48_dm512_nh8_el2_dl1_df2048_atprob_fc5\
+_ebtimeF_dtTrue_mxTrue_Run3_0>>>>>>>>>>>>>>>>>>>>>>>>>>
+train 8497
+\titers: 100, epoch: 1 | loss: 0.4000000
+Epoch: 1, Steps: 265 | Train Loss: 0.4500000 Vali Loss: 0.8500000 Test Loss: 0.7000000
+Validation loss decreased (inf --> 0.850000).  Saving model ...
+Epoch: 2, Steps: 265 | Train Loss: 0.2900000 Vali Loss: 0.8100000 Test Loss: 0.6600000
+Epoch: 3, Steps: 265 | Train Loss: 0.2200000 Vali Loss: 0.8100000 Test Loss: 0.6900000
+Epoch: 4, Steps: 265 | Train Loss: 0.2000000 Vali Loss: 0.8800000 Test Loss: 0.7100000
+""".replace("\\\n", "")
+
+
+def test_training_curves_reads_the_reference_codes_log(tmp_path):
+    """Run name and horizon from the setting line; the kept epoch is the first with the lowest
+    validation loss; the final ``mse:`` line is the test MSE, else the kept epoch's test loss."""
+    log = tmp_path / "run3.log"
+    log.write_text(REFERENCE_LOG)
+    key, run = training_curves.parse_reference_log(log)
+    assert key == ("etth1_M_48/reference/informer_ETTh1_ftM_sl96_ll48_pl48_dm512_nh8_el2_dl1"
+                   "_df2048_atprob_fc5_ebtimeF_dtTrue_mxTrue_Run3_0")
+    assert run["curve"] == [[0.45, 0.85], [0.29, 0.81], [0.22, 0.81], [0.2, 0.88]]
+    assert (run["kept"], run["test/mse"], run["finished"]) == (2, 0.66, False)
+    log.write_text(REFERENCE_LOG + "test shape: (88, 32, 48, 7)\nmse:0.6612, mae:0.6\n")
+    assert training_curves.parse_reference_log(log)[1]["test/mse"] == 0.6612
+    log.write_text("Use CPU\n")
+    with pytest.raises(SystemExit, match=f"error: reference log {log}: expected"):
+        training_curves.parse_reference_log(log)
+
+
+def test_training_curves_tables_and_permutation_test():
+    """Exact permutation test: [1, 2, 3] against [4, 5, 6] is the most extreme of the 20
+    relabellings on either side (p = 2/20); the tables hold per-epoch means and kept epochs."""
+    assert training_curves.permutation_p([1.0, 2.0, 3.0], [4.0, 5.0, 6.0]) == pytest.approx(0.1)
+    assert training_curves.permutation_p([1.0, 2.0], [1.0, 2.0]) == 1.0
+    found = {"paper": [{"curve": [[0.4, 0.8], [0.3, 0.7]], "test/mse": 0.7},
+                       {"curve": [[0.6, 0.9], [0.5, 1.0]], "test/mse": 0.9}],
+             "reference": [{"curve": [[0.5, 0.9]], "test/mse": 0.6}]}
+    curves = training_curves.curve_table(found).splitlines()
+    assert curves[2] == "| 1 | 0.500 ± 0.141 (2) | 0.850 ± 0.071 (2) | 0.500 ± 0.000 (1) " \
+                        "| 0.900 ± 0.000 (1) |"
+    assert curves[3].endswith("| - | - |")
+    summary = training_curves.summary_table(found, 0.8).splitlines()
+    assert summary[2] == ("| paper | 2 | 1: 1, 2: 1 | 0.800 ± 0.141 (2) | 0.800 ± 0.141 (2) "
+                          "| +0.0% | 0.700 / 0.900 |")
+    assert "mean test MSE +0.200 (2 against 1 runs), exact permutation p = 0.67" in \
+        training_curves.comparisons(found)

@@ -1,0 +1,179 @@
+"""Training curves of this library's runs next to the reference code's, and whether the two
+groups' test MSE differ.
+
+    python benchmarks/training_curves.py experiment=etth1_M_48 variant=paper,fp32 \
+        section=reproduce_paper_bias2 [reference=<log>,<log>] [record=true]
+
+Our runs come from ``docs/runs/<section>.json`` (``benchmarks/reproduce_paper.py`` keeps each
+run's per-epoch train loss and validation MSE there as ``curve``, with its test MSE). Reference
+runs are the reference code's (zhouhaoyi/Informer2020) printed output, one log per run: the
+``start training : <setting>`` line names the run, each ``Epoch: N, Steps: S | Train Loss: a
+Vali Loss: b Test Loss: c`` line gives an epoch, and the final ``mse:<x>, mae:<y>`` line the
+test of the kept checkpoint. Early stopping keeps the first epoch with the lowest validation
+loss, on both sides; a run stopped before its final test counts the kept epoch's test loss.
+Parsed logs are kept in ``docs/runs/reference_code.json`` (logs are not committed), so a later
+call adds runs to the recorded ones.
+
+The script prints, per epoch, mean ± std of train loss and validation MSE for each group, then
+each group's kept epochs, validation and test MSE, and an exact permutation test of the
+difference in mean test MSE between each of our groups and the reference code's runs
+(two-sided: the share of all relabellings of the pooled runs whose difference is at least as
+large). ``record=true`` writes the ``training_curves`` block of ``docs/results.md``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import parse_options, write_atomic  # noqa: E402
+from reproduce_paper import LEDGER, PAPER, load_ledger, record_results  # noqa: E402
+
+REFERENCE = "reference"
+DEFAULTS = {"experiment": "etth1_M_48", "variant": "paper,fp32",
+            "section": "reproduce_paper_bias2", "reference": "", "record": "false"}
+SETTING = re.compile(r"start training : (informer\w*?_(\w+?)_ft(\w)_sl\d+_ll\d+_pl(\d+)_\w*)>")
+EPOCH = re.compile(r"Epoch: (\d+), Steps: \d+ \| Train Loss: ([\d.]+) Vali Loss: ([\d.]+) "
+                   r"Test Loss: ([\d.]+)")
+FINAL = re.compile(r"^mse:([\d.eE+-]+), mae:([\d.eE+-]+)", re.M)
+
+
+def parse_reference_log(path: Path) -> tuple[str, dict]:
+    """``<experiment>/reference/<setting>`` and its figures from one reference-code log:
+    ``curve`` ([train loss, validation MSE] per epoch), ``test_curve`` and ``test/mse``."""
+    try:
+        text = path.read_text()
+    except OSError as error:
+        sys.exit(f"error: reference log {path}: {error.strerror}")
+    setting, epochs = SETTING.search(text), EPOCH.findall(text)
+    if not setting or not epochs:
+        sys.exit(f"error: reference log {path}: expected the reference code's 'start training'"
+                 " and 'Epoch: N, Steps: S | Train Loss ...' lines")
+    name, data, features, horizon = setting.groups()
+    curve = [[float(a), float(b)] for _, a, b, _ in epochs]
+    tests = [float(c) for *_, c in epochs]
+    final = FINAL.search(text)
+    kept = kept_epoch(curve)
+    figures = {"curve": curve, "test_curve": tests, "kept": kept,
+               "test/mse": float(final.group(1)) if final else tests[kept - 1],
+               "finished": bool(final)}
+    return f"{data.lower()}_{features}_{horizon}/{REFERENCE}/{name}", figures
+
+
+def kept_epoch(curve: list[list[float]]) -> int:
+    """The epoch (from 1) early stopping keeps: the first with the lowest validation MSE."""
+    vals = [v for _, v in curve]
+    return vals.index(min(vals)) + 1
+
+
+def groups(ledger: dict[str, dict], experiment: str, variants: list[str]) -> dict[str, list]:
+    """Runs of ``experiment`` per group (our variants, then the reference code's runs)."""
+    found: dict[str, list[dict]] = {}
+    for key in sorted(ledger):
+        exp, group, _ = key.rsplit("/", 2)
+        if exp == experiment and group in (*variants, REFERENCE):
+            found.setdefault(group, []).append(ledger[key])
+    return {g: found[g] for g in (*variants, REFERENCE) if g in found}
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "-"
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {std:.3f} ({len(values)})"
+
+
+def permutation_p(a: list[float], b: list[float]) -> float:
+    """Exact two-sided permutation p-value of ``mean(a) - mean(b)`` over all relabellings."""
+    pooled, k = a + b, len(a)
+    observed = abs(statistics.mean(a) - statistics.mean(b)) - 1e-12
+    total = sum(pooled)
+    hits = count = 0
+    for chosen in itertools.combinations(range(len(pooled)), k):
+        picked = sum(pooled[i] for i in chosen)
+        hits += abs(picked / k - (total - picked) / len(b)) >= observed
+        count += 1
+    return hits / count
+
+
+def curve_table(found: dict[str, list[dict]]) -> str:
+    """Per epoch: train loss and validation MSE, mean ± std (runs) for each group."""
+    names = [g if g != REFERENCE else "reference code" for g in found]
+    lines = ["| epoch | " + " | ".join(f"{n}: train loss | {n}: validation MSE" for n in names)
+             + " |", "| ---: |" + " ---: | ---: |" * len(names)]
+    longest = max(len(r.get("curve") or []) for runs in found.values() for r in runs)
+    for epoch in range(longest):
+        cells = []
+        for runs in found.values():
+            points = [r["curve"][epoch] for r in runs if len(r.get("curve") or []) > epoch]
+            cells += [spread([p[0] for p in points]), spread([p[1] for p in points])]
+        lines.append(f"| {epoch + 1} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def summary_table(found: dict[str, list[dict]], published: float | None) -> str:
+    """Per group: kept epochs, validation MSE at the kept epoch, test MSE, per-run test MSE."""
+    lines = ["| group | runs | kept epoch (runs) | validation MSE, kept epoch | test MSE "
+             "| vs published | test MSE per run |", "| --- |" + " ---: |" * 5 + " --- |"]
+    for group, runs in found.items():
+        curves = [r["curve"] for r in runs if r.get("curve")]
+        kept = [kept_epoch(c) for c in curves]
+        epochs = ", ".join(f"{e}: {kept.count(e)}" for e in sorted(set(kept))) or "-"
+        tests = [r["test/mse"] for r in runs]
+        change = f"{statistics.mean(tests) / published - 1:+.1%}" if published else "-"
+        lines.append(f"| {group if group != REFERENCE else 'reference code'} | {len(runs)} | "
+                     f"{epochs} | {spread([c[k - 1][1] for c, k in zip(curves, kept)])} | "
+                     f"{spread(tests)} | {change} | "
+                     + " / ".join(f"{t:.3f}" for t in tests) + " |")
+    return "\n".join(lines)
+
+
+def comparisons(found: dict[str, list[dict]]) -> str:
+    """Each of our groups (and all of them pooled) against the reference code's runs."""
+    if REFERENCE not in found:
+        return "No reference runs: nothing to compare."
+    ref = [r["test/mse"] for r in found[REFERENCE]]
+    ours = {g: [r["test/mse"] for r in runs] for g, runs in found.items() if g != REFERENCE}
+    if len(ours) > 1:
+        ours["all of ours"] = [t for tests in ours.values() for t in tests]
+    lines = []
+    for group, tests in ours.items():
+        difference = statistics.mean(tests) - statistics.mean(ref)
+        lines.append(f"- {group} against the reference code: mean test MSE {difference:+.3f} "
+                     f"({len(tests)} against {len(ref)} runs), exact permutation p = "
+                     f"{permutation_p(tests, ref):.2f}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    options = parse_options(argv, DEFAULTS)
+    experiment, variants = options["experiment"], options["variant"].split(",")
+    reference = load_ledger("reference_code")
+    for log in filter(None, options["reference"].split(",")):
+        key, figures = parse_reference_log(Path(log))
+        reference[key] = figures
+    found = groups({**load_ledger(options["section"]), **reference}, experiment, variants)
+    if not found:
+        sys.exit(f"error: experiment={experiment}: no runs in docs/runs/{options['section']}"
+                 ".json or docs/runs/reference_code.json")
+    _, features, horizon = experiment.rsplit("_", 2)
+    published = PAPER.get(features, {}).get(int(horizon), (None,))[0]
+    text = "\n\n".join([curve_table(found), summary_table(found, published),
+                        comparisons(found)])
+    print(text)
+    if options["record"].lower() == "true":
+        write_atomic(LEDGER / "reference_code.json",
+                     json.dumps(reference, indent=1, sort_keys=True) + "\n")
+        record_results("training_curves.py", "training_curves", argv,
+                       f"our runs from `docs/runs/{options['section']}.json`, the reference "
+                       "code's from `docs/runs/reference_code.json`; mean ± sample std (runs)",
+                       text)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
