@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import parse_options  # noqa: E402
-from reproduce_paper import PAPER, record_results  # noqa: E402
+from reproduce_paper import PAPER, published, record_results  # noqa: E402
 
 from informer.cli.common import compose_conf  # noqa: E402
 from informer.evaluation import targets  # noqa: E402
@@ -53,8 +53,7 @@ def table(rows: dict[str, dict[str, float]]) -> str:
     lines = ["| setting | test windows | published Informer MSE | persistence MSE | "
              "persistence MAE | window-mean MSE | window-mean MAE |", "|" + " --- |" * 7]
     for experiment, r in rows.items():
-        _, features, horizon = experiment.rsplit("_", 2)
-        paper = PAPER.get(features, {}).get(int(horizon))
+        paper = published(experiment)
         lines.append(f"| {experiment} | {r['windows']:.0f} | {paper[0] if paper else '-'} | "
                      f"{r['persistence MSE']:.3f} | {r['persistence MAE']:.3f} | "
                      f"{r['window mean MSE']:.3f} | {r['window mean MAE']:.3f} |")

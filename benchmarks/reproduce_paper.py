@@ -81,6 +81,12 @@ def parse(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     return options, extra
 
 
+def published(experiment: str) -> tuple[float, float] | None:
+    """The paper's ETTh1 (MSE, MAE) of a preset (``etth1_M_48``), None where it has none."""
+    _, features, horizon = experiment.rsplit("_", 2)
+    return PAPER.get(features, {}).get(int(horizon))
+
+
 def variant_overrides(variant: str) -> list[str]:
     """Train overrides of a variant; ``a+b`` combines variants (``stack+causal``)."""
     return [o for part in variant.split("+") for o in VARIANTS[part]]
@@ -193,16 +199,15 @@ def table(results: dict[tuple[str, str], list[dict[str, float]]], variants: list
     lines = ["| setting | variant | published MSE | published MAE | MSE | MAE | vs published MSE "
              "| seeds | MSE per seed |", "|" + " --- |" * 9]
     for experiment in dict.fromkeys(e for e, _ in results):
-        _, features, horizon = experiment.rsplit("_", 2)
-        paper = PAPER.get(features, {}).get(int(horizon))
-        published = [f"{paper[0]:.3f}", f"{paper[1]:.3f}"] if paper else ["-", "-"]
+        paper = published(experiment)
+        figures = [f"{paper[0]:.3f}", f"{paper[1]:.3f}"] if paper else ["-", "-"]
         for variant in variants:
             runs = results.get((experiment, variant), [])
             if not runs:
                 continue
             mse = [r["test/mse"] for r in runs]
             change = f"{statistics.mean(mse) / paper[0] - 1:+.1%}" if paper else "-"
-            row = [experiment, variant, *published, summarise(mse),
+            row = [experiment, variant, *figures, summarise(mse),
                    summarise([r["test/mae"] for r in runs]), change, str(len(runs)),
                    " / ".join(f"{m:.3f}" for m in mse)]
             lines.append("| " + " | ".join(row) + " |")

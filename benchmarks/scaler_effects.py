@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import parse_options  # noqa: E402
-from reproduce_paper import PAPER, record_results, run_dir, summarise  # noqa: E402
+from reproduce_paper import published, record_results, run_dir, summarise  # noqa: E402
 from window_effects import model_and_data  # noqa: E402
 
 from informer.forecast import Forecaster  # noqa: E402
@@ -53,13 +53,12 @@ def table(rows: dict[tuple[str, str], list[dict[str, float]]]) -> str:
              "| MSE, file scale | MAE, train scale | MAE, file scale | file scale vs published "
              "MSE | seeds |", "|" + " --- |" * 10]
     for (experiment, variant), runs in rows.items():
-        _, features, horizon = experiment.rsplit("_", 2)
-        paper = PAPER.get(features, {}).get(int(horizon))
+        paper = published(experiment)
         column = {key: [r[key] for r in runs] for key in runs[0]}
         change = f"{statistics.mean(column['file mse']) / paper[0] - 1:+.1%}" if paper else "-"
-        published = [f"{paper[0]:.3f}", f"{paper[1]:.3f}"] if paper else ["-", "-"]
+        figures = [f"{paper[0]:.3f}", f"{paper[1]:.3f}"] if paper else ["-", "-"]
         lines.append("| " + " | ".join([
-            experiment, variant, *published, summarise(column["train mse"]),
+            experiment, variant, *figures, summarise(column["train mse"]),
             summarise(column["file mse"]), summarise(column["train mae"]),
             summarise(column["file mae"]), change, str(len(runs))]) + " |")
     return "\n".join(lines)

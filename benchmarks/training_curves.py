@@ -32,7 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import parse_options, write_atomic  # noqa: E402
-from reproduce_paper import LEDGER, PAPER, load_ledger, record_results  # noqa: E402
+from reproduce_paper import LEDGER, load_ledger, published, record_results  # noqa: E402
 
 REFERENCE = "reference"
 DEFAULTS = {"experiment": "etth1_M_48", "variant": "paper,fp32",
@@ -161,9 +161,8 @@ def main(argv: list[str]) -> None:
     if not found:
         sys.exit(f"error: experiment={experiment}: no runs in docs/runs/{options['section']}"
                  ".json or docs/runs/reference_code.json")
-    _, features, horizon = experiment.rsplit("_", 2)
-    published = PAPER.get(features, {}).get(int(horizon), (None,))[0]
-    text = "\n\n".join([curve_table(found), summary_table(found, published),
+    paper = published(experiment)
+    text = "\n\n".join([curve_table(found), summary_table(found, paper[0] if paper else None),
                         comparisons(found)])
     print(text)
     if options["record"].lower() == "true":
