@@ -133,6 +133,21 @@ def summary_table(found: dict[str, list[dict]], published: float | None) -> str:
     return "\n".join(lines)
 
 
+def reference_table(runs: dict[str, dict]) -> str:
+    """One row per reference run (``setting -> figures``, named by the setting's last two
+    fields, its ``--des`` and run index): validation and test MSE per epoch, kept epoch, test
+    MSE."""
+    lines = ["| reference run | validation MSE per epoch | test MSE per epoch | kept epoch "
+             "| test MSE |", "| --- | --- | --- | ---: | ---: |"]
+    for setting, run in sorted(runs.items()):
+        final = f"{run['test/mse']:.3f}" + ("" if run["finished"] else " (kept epoch's)")
+        name = "_".join(setting.rsplit("_", 2)[-2:])
+        lines.append(f"| {name} | " + " / ".join(f"{v:.3f}" for _, v in run["curve"]) + " | "
+                     + " / ".join(f"{v:.3f}" for v in run["test_curve"])
+                     + f" | {run['kept']} | {final} |")
+    return "\n".join(lines)
+
+
 def comparisons(found: dict[str, list[dict]]) -> str:
     """Each of our groups (and all of them pooled) against the reference code's runs."""
     if REFERENCE not in found:
@@ -162,8 +177,10 @@ def main(argv: list[str]) -> None:
         sys.exit(f"error: experiment={experiment}: no runs in docs/runs/{options['section']}"
                  ".json or docs/runs/reference_code.json")
     paper = published(experiment)
+    prefix = f"{experiment}/{REFERENCE}/"
+    runs = {k.removeprefix(prefix): v for k, v in reference.items() if k.startswith(prefix)}
     text = "\n\n".join([curve_table(found), summary_table(found, paper[0] if paper else None),
-                        comparisons(found)])
+                        reference_table(runs), comparisons(found)])
     print(text)
     if options["record"].lower() == "true":
         write_atomic(LEDGER / "reference_code.json",

@@ -164,3 +164,8 @@ def test_training_curves_tables_and_permutation_test():
                           "| +0.0% | 0.700 / 0.900 |")
     assert "mean test MSE +0.200 (2 against 1 runs), exact permutation p = 0.67" in \
         training_curves.comparisons(found)
+    runs = {"informer_ETTh1_ftM_x_Run3_0": {"curve": [[0.5, 0.9], [0.3, 0.8]], "kept": 2,
+                                             "test_curve": [0.6, 0.7], "test/mse": 0.7,
+                                             "finished": False}}
+    assert training_curves.reference_table(runs).splitlines()[2] == \
+        "| Run3_0 | 0.900 / 0.800 | 0.600 / 0.700 | 2 | 0.700 (kept epoch's) |"
