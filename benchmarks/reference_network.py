@@ -12,7 +12,10 @@ seq/label/pred 96/48/24, d_model 512, n_heads 8, e_layers 2, d_layers 1, d_ff 20
 3. ``train``: from the same weights, dropout 0, ``--train-steps`` Adam steps on the same
    batches; the loss of every step in both, and the largest difference between the two
    trained networks' forecasts on the next batch.
-4. ``speed``: seconds per training step (batch gather, forward, MSE, backward, optimizer step)
+4. ``data``: the reference code's ETTh1 windows (``data/data_loader.py``, ``timeF`` marks)
+   against this library's at the same lengths: window counts of the train, validation and
+   test splits, and the largest difference of any input, target or calendar mark.
+5. ``speed``: seconds per training step (batch gather, forward, MSE, backward, optimizer step)
    of the reference network in fp32 (how it trains), and of this one in fp32 and bf16-mixed,
    ``--rounds`` interleaved rounds of ``--steps`` steps on the same batches; fastest round.
 
@@ -23,10 +26,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -35,6 +40,8 @@ from common import load_average, machine, record_section  # noqa: E402
 from train_step import _setup, _stepper, interleaved  # noqa: E402
 
 from informer.config import InformerConfig  # noqa: E402
+from informer.data.series import SeriesData  # noqa: E402
+from informer.data.sources import ENV_DATA_DIR, resolve_data_file  # noqa: E402
 from informer.evaluation import targets  # noqa: E402
 from informer.nn.model import Informer  # noqa: E402
 
@@ -145,6 +152,32 @@ def check_training(cls: type, config: InformerConfig, dataset, steps: int,  # no
     return {"train_loss_rel_diff": gap, "train_forecast_diff": float((a - b).abs().max())}
 
 
+def check_data(config: InformerConfig) -> dict[str, float]:
+    """Reference windows against ours (ETTh1 M, the paper's 12/4/4-month split, train-rows
+    scaler): 1.0 where every split has as many windows, and the largest difference of any
+    value of ``x``, ``y`` and their marks (needs :func:`reference_class` called first)."""
+    loader = importlib.import_module("data.data_loader")
+    path = resolve_data_file(os.environ.get(ENV_DATA_DIR, "data"), "ETTh1.csv")
+    lengths = [config.seq_len, config.label_len, config.pred_len]
+    series = SeriesData.fit(path, split="ett_hour", seq_len=lengths[0], label_len=lengths[1],
+                            pred_len=lengths[2])
+    same_counts, worst = 1.0, 0.0
+    for split in ("train", "val", "test"):
+        ref = loader.Dataset_ETT_hour(root_path=str(path.parent), flag=split, size=lengths,
+                                      features="M", data_path=path.name, target="OT",
+                                      timeenc=1, freq="h")
+        ours = series.dataset(split)
+        if len(ref) != len(ours):
+            same_counts = 0.0
+            continue
+        items = [ref[i] for i in range(len(ref))]
+        batch = ours.__getitems__(list(range(len(ours))))
+        for j, key in enumerate(("x", "y", "x_mark", "y_mark")):
+            theirs = np.stack([item[j] for item in items])
+            worst = max(worst, float(np.abs(theirs - batch[key].numpy()).max()))
+    return {"data_same_window_counts": same_counts, "data_max_diff": worst}
+
+
 def speed(cls: type, setup: tuple, steps: int, warmup: int, rounds: int,
           batch_size: int) -> dict[str, float]:
     """``setup``: ``train_step._setup``'s dataset, config, module and optimizer."""
@@ -185,7 +218,11 @@ def record(figures: dict[str, float], args: argparse.Namespace, load: float) -> 
         f"{args.train_steps} Adam steps on the same batches give losses within "
         f"{figures['train_loss_rel_diff']:.1e} of each other (relative), after which the two "
         f"trained networks' forecasts differ by at most {figures['train_forecast_diff']:.1e} "
-        "(fp32; standardised data, whose values are of order 1)."])
+        "(fp32; standardised data, whose values are of order 1). Same data: the reference "
+        "code's ETTh1 loader gives "
+        + ("as many" if figures["data_same_window_counts"] else "NOT as many")
+        + " train, validation and test windows as this library's, whose inputs, targets and "
+        f"calendar marks differ from its by at most {figures['data_max_diff']:.1e}."])
     record_section("reference_network", body)
 
 
@@ -208,7 +245,8 @@ def main() -> None:
     figures = {"init_weight_diff": check_init(cls, config),
                "forward_diff_full_eval": check_forward(cls, full, batch, train=False),
                "forward_diff_prob_train": check_forward(cls, config, batch, train=True),
-               **check_training(cls, config, dataset, args.train_steps)}
+               **check_training(cls, config, dataset, args.train_steps),
+               **check_data(config)}
     load = load_average()
     figures |= speed(cls, setup, args.steps, args.warmup, args.rounds, args.batch_size)
     if args.record:
