@@ -24,15 +24,14 @@ large). ``record=true`` writes the ``training_curves`` block of ``docs/results.m
 from __future__ import annotations
 
 import itertools
-import json
 import re
 import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import parse_options, write_atomic  # noqa: E402
-from reproduce_paper import LEDGER, load_ledger, published, record_results  # noqa: E402
+from common import parse_options  # noqa: E402
+from reproduce_paper import load_ledger, published, record_results, save_ledger, summarise  # noqa: E402
 
 REFERENCE = "reference"
 DEFAULTS = {"experiment": "etth1_M_48", "variant": "paper,fp32",
@@ -82,10 +81,8 @@ def groups(ledger: dict[str, dict], experiment: str, variants: list[str]) -> dic
 
 
 def spread(values: list[float]) -> str:
-    if not values:
-        return "-"
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {std:.3f} ({len(values)})"
+    """``mean ± std (runs)``, or ``-`` without values."""
+    return f"{summarise(values)} ({len(values)})" if values else "-"
 
 
 def permutation_p(a: list[float], b: list[float]) -> float:
@@ -183,8 +180,7 @@ def main(argv: list[str]) -> None:
                         reference_table(runs), comparisons(found)])
     print(text)
     if options["record"].lower() == "true":
-        write_atomic(LEDGER / "reference_code.json",
-                     json.dumps(reference, indent=1, sort_keys=True) + "\n")
+        save_ledger("reference_code", reference)
         record_results("training_curves.py", "training_curves", argv,
                        f"our runs from `docs/runs/{options['section']}.json`, the reference "
                        "code's from `docs/runs/reference_code.json`; mean ± sample std (runs)",
