@@ -147,6 +147,23 @@ def test_training_curves_reads_the_reference_codes_log(tmp_path):
         training_curves.parse_reference_log(log)
 
 
+def test_training_curves_power_and_sampled_permutation_test(monkeypatch):
+    """Runs a side = 2 (z[0.975] + z[0.8])^2 std^2 / difference^2 at the pooled sample std
+    (here std^2 = 0.02, difference 0.2: 7.85, so 8); past the exact limit the p-value comes
+    from random relabellings and lands near the exact one."""
+    assert training_curves.runs_for_power([0.7, 0.9], [0.6]) == 8
+    assert training_curves.runs_for_power([0.5, 0.5], [0.5]) is None
+    assert training_curves.runs_for_power([0.7], [0.6]) is None
+    a, b = [0.85, 0.78, 0.87, 0.69, 0.61, 0.83, 0.77], [0.65, 0.72, 0.74, 0.66]
+    exact = training_curves.permutation_p(a, b)
+    monkeypatch.setattr(training_curves, "EXACT_LIMIT", 0)
+    monkeypatch.setattr(training_curves, "SAMPLED", 20_000)
+    assert not training_curves.exact(a, b)
+    assert training_curves.permutation_p(a, b) == pytest.approx(exact, abs=0.01)
+    assert "sampled (20000 relabellings) permutation p" in training_curves.comparisons(
+        {"paper": [{"test/mse": t} for t in a], "reference": [{"test/mse": t} for t in b]})
+
+
 def test_training_curves_tables_and_permutation_test():
     """Exact permutation test: [1, 2, 3] against [4, 5, 6] is the most extreme of the 20
     relabellings on either side (p = 2/20); the tables hold per-epoch means and kept epochs."""
@@ -162,8 +179,8 @@ def test_training_curves_tables_and_permutation_test():
     summary = training_curves.summary_table(found, 0.8).splitlines()
     assert summary[2] == ("| paper | 2 | 1: 1, 2: 1 | 0.800 ± 0.141 (2) | 0.800 ± 0.141 (2) "
                           "| +0.0% | 0.700 / 0.900 |")
-    assert "mean test MSE +0.200 (2 against 1 runs), exact permutation p = 0.67" in \
-        training_curves.comparisons(found)
+    assert "mean test MSE +0.200 (2 against 1 runs), exact permutation p = 0.67; 8 runs a side" \
+        in training_curves.comparisons(found)
     runs = {"informer_ETTh1_ftM_x_Run3_0": {"curve": [[0.5, 0.9], [0.3, 0.8]], "kept": 2,
                                              "test_curve": [0.6, 0.7], "test/mse": 0.7,
                                              "finished": False}}
