@@ -148,10 +148,12 @@ def test_training_curves_reads_the_reference_codes_log(tmp_path):
 
 
 def test_training_curves_power_and_sampled_permutation_test(monkeypatch):
-    """Runs a side = 2 (z[0.975] + z[0.8])^2 std^2 / difference^2 at the pooled sample std
-    (here std^2 = 0.02, difference 0.2: 7.85, so 8); past the exact limit the p-value comes
-    from random relabellings and lands near the exact one."""
-    assert training_curves.runs_for_power([0.7, 0.9], [0.6]) == 8
+    """Runs a side = 2 (z[0.975] + z[0.8])^2 std^2 / difference^2 + z[0.975]^2 / 4 at the
+    pooled sample std (here std^2 = 0.02, difference 0.2: 7.85 + 0.96, so 9), and at least the
+    4 a side that a permutation test needs to reach p <= 0.05 (2 / C(8, 4)); past the exact
+    limit the p-value comes from random relabellings and lands near the exact one."""
+    assert training_curves.runs_for_power([0.7, 0.9], [0.6]) == 9
+    assert training_curves.runs_for_power([0.7, 0.72], [0.2, 0.22]) == 4
     assert training_curves.runs_for_power([0.5, 0.5], [0.5]) is None
     assert training_curves.runs_for_power([0.7], [0.6]) is None
     a, b = [0.85, 0.78, 0.87, 0.69, 0.61, 0.83, 0.77], [0.65, 0.72, 0.74, 0.66]
@@ -179,7 +181,7 @@ def test_training_curves_tables_and_permutation_test():
     summary = training_curves.summary_table(found, 0.8).splitlines()
     assert summary[2] == ("| paper | 2 | 1: 1, 2: 1 | 0.800 ± 0.141 (2) | 0.800 ± 0.141 (2) "
                           "| +0.0% | 0.700 / 0.900 |")
-    assert "mean test MSE +0.200 (2 against 1 runs), exact permutation p = 0.67; 8 runs a side" \
+    assert "mean test MSE +0.200 (2 against 1 runs), exact permutation p = 0.67; 9 runs a side" \
         in training_curves.comparisons(found)
     runs = {"informer_ETTh1_ftM_x_Run3_0": {"curve": [[0.5, 0.9], [0.3, 0.8]], "kept": 2,
                                              "test_curve": [0.6, 0.7], "test/mse": 0.7,
