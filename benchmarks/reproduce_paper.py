@@ -112,7 +112,7 @@ def merge(ledger: dict[str, dict], done: list[tuple[tuple[str, str, str], dict]]
           ) -> tuple[dict[str, dict], dict[tuple[str, str], list[dict]], list[str]]:
     """The ledger with this call's runs added (a finished run replaces its recorded figures),
     the runs of the asked experiments and variants grouped per (experiment, variant) with seeds
-    in a fixed order (2021, 1, 2, then the others), and those seeds."""
+    in a fixed order (2021, 1, 2, then the others by number), and those seeds."""
     ledger = dict(ledger)
     for plan, metrics in done:
         ledger[str(run_dir(Path(), *plan))] = {k: metrics[k] for k in KEPT if k in metrics}
@@ -120,7 +120,8 @@ def merge(ledger: dict[str, dict], done: list[tuple[tuple[str, str, str], dict]]
     keys = [(e, v, s.removeprefix("seed")) for e, v, s in (k.rsplit("/", 2) for k in ledger)]
     keys = sorted((k for k in keys if k[0] in experiments and k[1] in variants),
                   key=lambda k: (experiments.index(k[0]), variants.index(k[1]),
-                                 order.index(k[2]) if k[2] in order else len(order), k[2]))
+                                 order.index(k[2]) if k[2] in order else len(order),
+                                 int(k[2]) if k[2].isdigit() else float("inf"), k[2]))
     results: dict[tuple[str, str], list[dict]] = {}
     for key in keys:
         results.setdefault(key[:2], []).append(ledger[str(run_dir(Path(), *key))])

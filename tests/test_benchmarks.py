@@ -61,7 +61,8 @@ def test_reproduce_paper_combines_variants_and_tables_each_with_its_seeds():
 
 def test_reproduce_paper_adds_new_seeds_to_the_recorded_ones(tmp_path, monkeypatch):
     """A section's table holds the runs recorded before (docs/runs/<section>.json) and the
-    finished ones; a run finished again replaces its recorded figures; seeds 2021, 1, 2 first."""
+    finished ones; a run finished again replaces its recorded figures; seeds 2021, 1, 2 first,
+    then the others by number (3 before 10)."""
     monkeypatch.setattr(reproduce_paper, "LEDGER", tmp_path)
     assert reproduce_paper.load_ledger("bias") == {}
     before = {"etth1_M_48/paper/seed2021": {"test/mse": 0.854, "test/mae": 0.730},
@@ -70,16 +71,19 @@ def test_reproduce_paper_adds_new_seeds_to_the_recorded_ones(tmp_path, monkeypat
     reproduce_paper.save_ledger("bias", before)
     assert reproduce_paper.load_ledger("bias") == before
     done = [(("etth1_M_48", "paper", "2"), {"test/mse": 0.7, "test/mae": 0.6, "extra": 1.0}),
+            (("etth1_M_48", "paper", "10"), {"test/mse": 0.6, "test/mae": 0.6}),
+            (("etth1_M_48", "paper", "3"), {"test/mse": 0.5, "test/mae": 0.5}),
             (("etth1_M_48", "paper", "1"), {"test/mse": 0.8, "test/mae": 0.65})]
     ledger, results, seeds = reproduce_paper.merge(
         reproduce_paper.load_ledger("bias"), done, ["etth1_M_48"], ["paper"])
-    assert seeds == ["2021", "1", "2"]
-    assert [r["test/mse"] for r in results[("etth1_M_48", "paper")]] == [0.854, 0.8, 0.7]
+    assert seeds == ["2021", "1", "2", "3", "10"]
+    assert [r["test/mse"] for r in results[("etth1_M_48", "paper")]] == [0.854, 0.8, 0.7, 0.5,
+                                                                         0.6]
     assert list(results) == [("etth1_M_48", "paper")]  # M 24 is recorded, but not asked for
     assert ledger["etth1_M_48/paper/seed2"] == {"test/mse": 0.7, "test/mae": 0.6}
     assert ledger["etth1_M_24/paper/seed2021"] == before["etth1_M_24/paper/seed2021"]
     row = reproduce_paper.table(results, ["paper"]).splitlines()[2]
-    assert row.endswith("| 3 | 0.854 / 0.800 / 0.700 |")
+    assert row.endswith("| 5 | 0.854 / 0.800 / 0.700 / 0.500 / 0.600 |")
 
 def test_scaler_effects_rescores_a_run_on_the_whole_files_scale(trained, ett_dir, monkeypatch):
     """Train scale: the run's own test MSE/MAE. File scale: each column's errors over the whole
