@@ -107,6 +107,14 @@ def save_ledger(section: str, ledger: dict[str, dict]) -> None:
     write_atomic(LEDGER / f"{section}.json", json.dumps(ledger, indent=1, sort_keys=True) + "\n")
 
 
+def seed_order(seed: str) -> tuple[int, float, str]:
+    """Sort key of a seed (or any run name): 2021, 1, 2 first, then the others by number,
+    then names that are not numbers."""
+    order = DEFAULTS["seed"].split(",")
+    return (order.index(seed) if seed in order else len(order),
+            int(seed) if seed.isdigit() else float("inf"), seed)
+
+
 def merge(ledger: dict[str, dict], done: list[tuple[tuple[str, str, str], dict]],
           experiments: list[str], variants: list[str]
           ) -> tuple[dict[str, dict], dict[tuple[str, str], list[dict]], list[str]]:
@@ -116,12 +124,9 @@ def merge(ledger: dict[str, dict], done: list[tuple[tuple[str, str, str], dict]]
     ledger = dict(ledger)
     for plan, metrics in done:
         ledger[str(run_dir(Path(), *plan))] = {k: metrics[k] for k in KEPT if k in metrics}
-    order = DEFAULTS["seed"].split(",")
     keys = [(e, v, s.removeprefix("seed")) for e, v, s in (k.rsplit("/", 2) for k in ledger)]
     keys = sorted((k for k in keys if k[0] in experiments and k[1] in variants),
-                  key=lambda k: (experiments.index(k[0]), variants.index(k[1]),
-                                 order.index(k[2]) if k[2] in order else len(order),
-                                 int(k[2]) if k[2].isdigit() else float("inf"), k[2]))
+                  key=lambda k: (experiments.index(k[0]), variants.index(k[1]), seed_order(k[2])))
     results: dict[tuple[str, str], list[dict]] = {}
     for key in keys:
         results.setdefault(key[:2], []).append(ledger[str(run_dir(Path(), *key))])

@@ -35,7 +35,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import parse_options  # noqa: E402
-from reproduce_paper import load_ledger, published, record_results, save_ledger, summarise  # noqa: E402
+from reproduce_paper import (  # noqa: E402
+    load_ledger,
+    published,
+    record_results,
+    save_ledger,
+    seed_order,
+    summarise,
+)
 
 REFERENCE = "reference"
 EXACT_LIMIT = 1_000_000  # relabellings counted one by one; past this, SAMPLED at random
@@ -79,7 +86,7 @@ def kept_epoch(curve: list[list[float]]) -> int:
 def groups(ledger: dict[str, dict], experiment: str, variants: list[str]) -> dict[str, list]:
     """Runs of ``experiment`` per group (our variants, then the reference code's runs)."""
     found: dict[str, list[dict]] = {}
-    for key in sorted(ledger):
+    for key in sorted(ledger, key=lambda k: seed_order(k.rsplit("/", 1)[-1].removeprefix("seed"))):
         exp, group, _ = key.rsplit("/", 2)
         if exp == experiment and group in (*variants, REFERENCE):
             found.setdefault(group, []).append(ledger[key])
