@@ -135,7 +135,7 @@ def runs_for_power(a: list[float], b: list[float], power: float = 0.8,
     freedom = len(a) + len(b) - 2
     if not difference or freedom < 1:
         return None
-    pooled = sum((x - statistics.mean(g)) ** 2 for g in (a, b) for x in g) / freedom
+    pooled = sum((len(g) - 1) * statistics.variance(g) for g in (a, b) if len(g) > 1) / freedom
     z = statistics.NormalDist().inv_cdf
     needed = 2 * (z(1 - alpha / 2) + z(power)) ** 2 * pooled / difference ** 2
     fewest = next(n for n in itertools.count(1) if 2 / math.comb(2 * n, n) <= alpha)
