@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import naive_baselines  # noqa: E402
+import reference_checkpoints  # noqa: E402
 import reference_network  # noqa: E402
 import reproduce_paper  # noqa: E402
 import scaler_effects  # noqa: E402
@@ -102,6 +103,45 @@ def test_scaler_effects_rescores_a_run_on_the_whole_files_scale(trained, ett_dir
     lines = scaler_effects.table({("etth1_M_336", "paper"): [row, row]}).splitlines()
     assert lines[2].startswith("| etth1_M_336 | paper | 1.128 | 0.873 | ")
     assert lines[2].endswith(f"| {row['file mse'] / 1.128 - 1:+.1%} | 2 |")
+
+
+def test_eval_sampling_reproduces_the_recorded_test_mse_and_restores_eval_mode(trained, ett_dir):
+    """Eval seed 0 is the sample every evaluation uses: the run's own test MSE comes back; a
+    fresh-sampling draw scores in eval mode too and leaves every layer in eval mode."""
+    import json
+
+    from informer.nn.probsparse import ProbAttention
+
+    table = reference_checkpoints.sampling([trained], [0, 1], 1, str(ett_dir))
+    row = table.splitlines()[2].strip("| ").split(" | ")
+    seed0, seed1, fresh, largest = (float(v) for v in row[1:])
+    metrics = json.loads((trained / "metrics.json").read_text())
+    assert seed0 == pytest.approx(metrics["test/mse"], abs=1e-4)
+    assert largest == pytest.approx(max(seed0, seed1, fresh) - min(seed0, seed1, fresh),
+                                    abs=2e-4)
+    assert ProbAttention.eval_seed == 0
+
+    from informer.cli.evaluate import load_any, series_of
+
+    loaded, data = load_any(trained / "model")
+    dataset = series_of(loaded, data, str(ett_dir)).dataset("test")
+    again = reference_checkpoints.fresh_samples(loaded.net, loaded.schema, dataset, 1000)
+    assert again == pytest.approx(fresh, abs=1e-4)  # the same draw from the same seed
+    assert not any(m.training for m in loaded.net.modules())
+
+
+def test_reference_setting_names_give_the_run_settings():
+    name = ("informer_ETTh1_ftM_sl96_ll48_pl48_dm512_nh8_el2_dl1_df2048_atprob_fc5_ebtimeF_"
+            "dtTrue_mxTrue_Run3_0")
+    fields = reference_checkpoints.parse_setting(name)
+    assert (fields["features"], fields["seq"], fields["label"], fields["pred"]) == \
+        ("M", "96", "48", "48")
+    assert (fields["attn"], fields["dt"], fields["mx"], fields["des"]) == \
+        ("prob", "True", "True", "Run3_0")
+    with pytest.raises(SystemExit) as exc:
+        reference_checkpoints.parse_setting("informer_ETTm1_ftM_sl96")
+    assert str(exc.value).startswith("error: informer_ETTm1_ftM_sl96: expected a reference "
+                                     "ETTh1 Informer setting name")
 
 
 def test_reference_comparison_names_a_directory_that_is_not_the_reference_code(tmp_path):

@@ -45,16 +45,23 @@ def load_any(path: str | Path) -> tuple[LoadedModel, dict[str, Any]]:
     return loaded, dict((loaded.info.get("run") or {}).get("data") or {})
 
 
-def run_eval(cfg: DictConfig) -> dict[str, float]:
-    loaded, data = load_any(cfg.model_path)
-    file = cfg.get("file") or data.get("file")
+def series_of(loaded: LoadedModel, data: dict[str, Any], data_dir: str,
+              file: str | None = None) -> SeriesData:
+    """The data a model was trained on (``file``, or the one it records), with its schema and
+    the splits it was trained with."""
+    file = file or data.get("file")
     if not file:
         raise InformerError("file: the model records no data file; pass file=<name.csv>")
-    csv = resolve_data_file(cfg.data_dir, file, data.get("download", True))
-    series = SeriesData.with_schema(
+    csv = resolve_data_file(data_dir, file, data.get("download", True))
+    return SeriesData.with_schema(
         csv, loaded.schema, split=data.get("split", "ratio"),
         train_ratio=data.get("train_ratio", 0.7), test_ratio=data.get("test_ratio", 0.2),
         check_freq=data.get("check_freq", True))
+
+
+def run_eval(cfg: DictConfig) -> dict[str, float]:
+    loaded, data = load_any(cfg.model_path)
+    series = series_of(loaded, data, cfg.data_dir, cfg.get("file"))
     values = evaluate(loaded.net, loaded.schema, series.dataset(cfg.split), cfg.batch_size,
                       cfg.precision)
     metrics = {f"{cfg.split}/{k}": v for k, v in values.items()}
