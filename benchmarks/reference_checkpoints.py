@@ -121,7 +121,8 @@ def table(rows: list[dict]) -> str:
     gaps = [r["test_32-true"] - r["own_test"] for r in rows if r["own_test"] is not None]
     precision = [r["test_bf16-mixed"] - r["test_32-true"] for r in rows]
     lines += ["", f"Test MSE here minus the reference code's own, same weights: "
-              f"{spread(gaps)} ({len(gaps)} runs); bf16 minus fp32 here: {spread(precision)}."]
+              f"{spread(gaps)}, largest {max(gaps, key=abs, default=0.0):+.4f}; bf16 minus fp32 "
+              f"here: {spread(precision)}."]
     return "\n".join(lines)
 
 
