@@ -128,15 +128,22 @@ def table(rows: list[dict]) -> str:
 
 def fresh_samples(net: Informer, schema: DataSchema, dataset, seed: int) -> float:  # noqa: ANN001
     """Test MSE with ProbSparse keys drawn from the global RNG for every batch of 32."""
+    def sample_freshly(module: torch.nn.Module, _args: tuple) -> None:
+        module.training = True  # ProbAttention's mode only picks its sampler (it has no dropout)
+
+    def back_to_eval(module: torch.nn.Module, _args: tuple, _out: object) -> None:
+        module.training = False
+
     layers = [m for m in net.modules() if isinstance(m, ProbAttention)]
-    for layer in layers:  # ProbAttention's mode only picks its sampler (it has no dropout)
-        layer.train()
+    handles = [hook for layer in layers for hook in (
+        layer.register_forward_pre_hook(sample_freshly),
+        layer.register_forward_hook(back_to_eval))]
     torch.manual_seed(seed)
     try:
         return evaluate(net, schema, dataset, 32, "auto")["mse"]
     finally:
-        for layer in layers:
-            layer.eval()
+        for handle in handles:
+            handle.remove()
 
 
 def sampling(runs: list[Path], eval_seeds: list[int], fresh: int, data_dir: str) -> str:

@@ -122,11 +122,16 @@ def test_eval_sampling_reproduces_the_recorded_test_mse_and_restores_eval_mode(t
     assert ProbAttention.eval_seed == 0
 
     from informer.cli.evaluate import load_any, series_of
+    from informer.evaluation import evaluate
 
     loaded, data = load_any(trained / "model")
     dataset = series_of(loaded, data, str(ett_dir)).dataset("test")
-    again = reference_checkpoints.fresh_samples(loaded.net, loaded.schema, dataset, 1000)
-    assert again == pytest.approx(fresh, abs=1e-4)  # the same draw from the same seed
+    draws = [reference_checkpoints.fresh_samples(loaded.net, loaded.schema, dataset, seed)
+             for seed in (1000, 1000, 1001)]
+    assert draws[0] == pytest.approx(fresh, abs=1e-4) and draws[0] == draws[1]  # same seed
+    assert draws[2] != draws[0]  # another draw of keys, another score
+    fixed = evaluate(loaded.net, loaded.schema, dataset, 32, "auto")["mse"]
+    assert fixed == pytest.approx(seed0, abs=1e-4) and fixed not in draws
     assert not any(m.training for m in loaded.net.modules())
 
 
