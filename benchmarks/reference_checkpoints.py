@@ -25,6 +25,7 @@ Ends with one ``key=value`` line per checkpoint and split.
 from __future__ import annotations
 
 import argparse
+import functools
 import re
 import sys
 import time
@@ -34,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, record_section  # noqa: E402
-from reference_network import build_reference, paired, reference_class  # noqa: E402
+from reference_network import build_reference, copy_weights, reference_class  # noqa: E402
 from reproduce_paper import HEADER, RESULTS, load_ledger  # noqa: E402
 from training_curves import kept_epoch, spread  # noqa: E402
 
@@ -62,12 +63,13 @@ def parse_setting(name: str) -> dict[str, str]:
     return match.groupdict()
 
 
-def series_for(fields: dict[str, str], data_dir: str) -> SeriesData:
-    """ETTh1 with the paper's split and train-rows scaler at the setting's lengths."""
+@functools.cache
+def series_for(features: str, seq: str, label: str, pred: str, data_dir: str) -> SeriesData:
+    """ETTh1 with the paper's split and train-rows scaler at a setting's lengths (read once for
+    all runs of the same setting)."""
     path = resolve_data_file(data_dir, "ETTh1.csv")
-    return SeriesData.fit(path, split="ett_hour", features=fields["features"],
-                          seq_len=int(fields["seq"]), label_len=int(fields["label"]),
-                          pred_len=int(fields["pred"]))
+    return SeriesData.fit(path, split="ett_hour", features=features, seq_len=int(seq),
+                          label_len=int(label), pred_len=int(pred))
 
 
 def config_for(fields: dict[str, str], series: SeriesData) -> InformerConfig:
@@ -86,9 +88,7 @@ def load_trained(cls: type, config: InformerConfig, checkpoint: Path) -> Informe
     ref = build_reference(cls, config)
     ref.load_state_dict(torch.load(checkpoint, map_location="cpu", weights_only=True))
     ours = Informer(config)
-    with torch.no_grad():
-        for _, va, _, vb in paired(ours, ref):
-            va.copy_(vb.reshape(va.shape))
+    copy_weights(ours, ref, into_ours=True)
     return ours.eval()
 
 
@@ -157,10 +157,12 @@ def sampling(runs: list[Path], eval_seeds: list[int], fresh: int, data_dir: str)
         loaded, data = load_any(run / "model")
         dataset = series_of(loaded, data, data_dir).dataset("test")
         values = []
-        for seed in eval_seeds:
-            ProbAttention.eval_seed = seed
-            values.append(evaluate(loaded.net, loaded.schema, dataset, 64, "auto")["mse"])
-        ProbAttention.eval_seed = 0
+        try:
+            for seed in eval_seeds:
+                ProbAttention.eval_seed = seed
+                values.append(evaluate(loaded.net, loaded.schema, dataset, 64, "auto")["mse"])
+        finally:
+            ProbAttention.eval_seed = 0
         values += [fresh_samples(loaded.net, loaded.schema, dataset, 1000 + i)
                    for i in range(fresh)]
         print(f"{run}: " + " ".join(f"{v:.6f}" for v in values), flush=True)
@@ -203,7 +205,8 @@ def main() -> None:
     for checkpoint in checkpoints:
         name = checkpoint.parent.name
         fields = parse_setting(name)
-        series = series_for(fields, args.data_dir)
+        series = series_for(fields["features"], fields["seq"], fields["label"], fields["pred"],
+                            args.data_dir)
         net = load_trained(cls, config_for(fields, series), checkpoint)
         own_test, own_val = reference_figures(ledger, name)
         row = {"des": fields["des"], "own_test": own_test, "own_val": own_val,

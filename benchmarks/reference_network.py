@@ -76,10 +76,12 @@ def paired(ours: torch.nn.Module, ref: torch.nn.Module) -> list[tuple[str, torch
     return [(ka, va, kb, vb) for (ka, va), (kb, vb) in zip(a, b)]
 
 
-def copy_weights(ours: torch.nn.Module, ref: torch.nn.Module) -> None:
+def copy_weights(ours: torch.nn.Module, ref: torch.nn.Module, into_ours: bool = False) -> None:
+    """This library's weights into the reference network (or, ``into_ours``, the other way)."""
     with torch.no_grad():
         for _, va, _, vb in paired(ours, ref):
-            vb.copy_(va.reshape(vb.shape))
+            dst, src = (va, vb) if into_ours else (vb, va)
+            dst.copy_(src.reshape(dst.shape))
 
 
 def max_weight_diff(ours: torch.nn.Module, ref: torch.nn.Module) -> float:
