@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+import dropout_noise  # noqa: E402
 import naive_baselines  # noqa: E402
 import reference_checkpoints  # noqa: E402
 import reference_network  # noqa: E402
@@ -237,3 +238,69 @@ def test_training_curves_tables_and_permutation_test():
                                              "finished": False}}
     assert training_curves.reference_table(runs).splitlines()[2] == \
         "| Run3_0 | 0.900 / 0.800 | 0.600 / 0.700 | 2 | 0.700 (kept epoch's) |"
+
+
+def _tiny_arms(dropouts: dict[str, float], stock: set[str]) -> tuple[dict, object, dict]:
+    """Tiny networks with one set of weights, one per arm (its dropout rate; ``stock``: with
+    PyTorch's dropout), and one batch of random windows."""
+    import contextlib
+
+    import torch
+
+    from informer.config import InformerConfig
+    from informer.nn.model import Informer
+
+    base = dict(enc_in=2, dec_in=2, c_out=2, seq_len=16, label_len=8, pred_len=8, d_model=16,
+                n_heads=2, d_ff=32, e_layers=1, d_layers=1, attn="full")
+    torch.manual_seed(0)
+    weights = Informer(InformerConfig(**base)).state_dict()
+    arms = {}
+    for name, p in dropouts.items():
+        net = Informer(InformerConfig(**base, dropout=p))
+        net.load_state_dict(weights)
+        net.train()
+        context = dropout_noise.stock_dropout if name in stock else contextlib.nullcontext
+        arms[name] = (net.predict, list(net.parameters()), False, context)
+    g = torch.Generator().manual_seed(1)
+    batch = {"x": torch.randn(16, 16, 2, generator=g), "x_mark": torch.rand(16, 16, 4, generator=g),
+             "y": torch.randn(16, 16, 2, generator=g), "y_mark": torch.rand(16, 16, 4, generator=g)}
+    return arms, InformerConfig(**base), batch
+
+
+def test_dropout_noise_finds_a_changed_rate_and_not_the_sparse_dropout():
+    arms, config, batch = _tiny_arms({"stock": 0.1, "sparse": 0.1, "control": 0.2}, {"stock"})
+    figures = dropout_noise.compare(arms, config, batch, draws=60)
+    # the sparse dropout gives PyTorch's dropout's mean gradient and noise; twice the rate
+    # gives neither (z: squared distance of the mean gradients over its sampling noise)
+    assert 0.7 < figures["sparse"]["z"] < 1.5
+    assert 0.8 < figures["sparse"]["noise"] / figures["stock"]["noise"] < 1.25
+    assert figures["control"]["z"] > 3.0
+    assert figures["control"]["noise"] / figures["stock"]["noise"] > 1.5
+    assert "z" not in figures["stock"]
+    rows = dropout_noise.table(figures)
+    assert rows[2].startswith("| stock |") and rows[2].endswith("| 1.000 | - |")
+
+
+def test_dropout_noise_moments_and_stock_dropout_restored():
+    import torch
+
+    import informer.nn.dropout as module
+
+    g = torch.Generator().manual_seed(0)
+    draws = torch.randn(50, 7, generator=g, dtype=torch.float64) * 2 + 1
+    moments = dropout_noise.Moments(7)
+    for row in draws:
+        moments.add(float(row[0]), row)
+    assert moments.noise() == pytest.approx(float(torch.cov(draws.T).trace()), rel=1e-9)
+    mean, se = moments.loss_mean_se()
+    assert mean == pytest.approx(float(draws[:, 0].mean()))
+    assert se == pytest.approx(float(draws[:, 0].std() / 50 ** 0.5))
+    fast = module._fast
+    x = torch.ones(1000)
+    with pytest.raises(RuntimeError), dropout_noise.stock_dropout():
+        torch.manual_seed(3)
+        stock = module.dropout(x, 0.3)
+        torch.manual_seed(3)
+        assert torch.equal(stock, torch.nn.functional.dropout(x, 0.3))
+        raise RuntimeError
+    assert module._fast is fast
