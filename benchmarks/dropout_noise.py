@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, record_section  # noqa: E402
+from reference_checkpoints import parse_setting  # noqa: E402
 from reference_network import (  # noqa: E402
     build_reference,
     copy_weights,
@@ -58,6 +59,9 @@ from informer.evaluation import targets  # noqa: E402
 from informer.nn.model import Informer  # noqa: E402
 
 CONTROL_DROPOUT = 0.06
+# the reference setting whose checkpoints fit the network measured here (its name's fields)
+SETTING = {"features": "M", "seq": "96", "label": "48", "pred": "48", "dm": "512", "nh": "8",
+           "el": "2", "dl": "1", "df": "2048", "attn": "prob", "fc": "5"}
 
 
 @contextlib.contextmanager
@@ -199,13 +203,19 @@ def main() -> None:
     args = parser.parse_args()
     if args.draws < 2:
         raise SystemExit(f"error: --draws {args.draws}: expected at least 2")
+    if args.checkpoint is not None and not args.checkpoint.is_file():
+        raise SystemExit(f"error: --checkpoint {args.checkpoint}: no such file")
+    if args.checkpoint is not None:
+        fields = parse_setting(args.checkpoint.parent.name)
+        if any(fields[k] != v for k, v in SETTING.items()):
+            raise SystemExit(f"error: --checkpoint {args.checkpoint}: expected a run of ETTh1 M "
+                             "96/48/48 at the paper's sizes (the setting in its directory's "
+                             "name)")
     cls = reference_class(args.reference.expanduser())
     path = resolve_data_file(os.environ.get(ENV_DATA_DIR, "data"), "ETTh1.csv")
     series = SeriesData.fit(path, split="ett_hour", seq_len=96, label_len=48, pred_len=48)
     config = InformerConfig(enc_in=7, dec_in=7, c_out=7, seq_len=96, label_len=48, pred_len=48)
     batch = series.dataset("train").__getitems__(list(range(args.batch_size)))
-    if args.checkpoint is not None and not args.checkpoint.is_file():
-        raise SystemExit(f"error: --checkpoint {args.checkpoint}: no such file")
     figures = compare(arms(cls, config, args.checkpoint), config, batch, args.draws)
     for line in table(figures):
         print(line)
@@ -216,7 +226,8 @@ def main() -> None:
             f"{machine()}: ETTh1 M 96/48/48, dropout "
             f"{config.dropout}, ProbSparse, one batch of {args.batch_size} training windows, "
             f"{args.draws} training-mode passes an arm from the same weights ("
-            + (f"those of {args.checkpoint.parent.name}" if args.checkpoint else
+            + (f"reference run {parse_setting(args.checkpoint.parent.name)['des']}'s trained ones"
+               if args.checkpoint else
                "seed 0's initial ones") + f"; control: dropout "
             f"{CONTROL_DROPOUT}). Recorded {time.strftime('%Y-%m-%d')}.", "",
             *table(figures)])
