@@ -63,3 +63,23 @@ def test_sigterm_exits_143_with_one_line_and_keeps_the_checkpoint(tmp_path):
         in stderr
     assert not (out / "metrics.json").exists() and not (out / "model").exists()
     assert (out / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_last_checkpoint_is_the_latest_epoch_also_when_it_did_not_improve(train_cfg, tmp_path):
+    """A restarted job goes on from the epoch it had reached, not from the best one: with
+    ``mode=max`` on a falling validation loss, no epoch after the first is the best."""
+    import torch
+
+    from informer.cli.train import train
+
+    out = tmp_path / "run"
+    train(train_cfg("trainer.max_epochs=3", "callbacks.model_checkpoint.mode=max",
+                    "callbacks.early_stopping.patience=10", "plot=false", out=out))
+    checkpoints = out / "checkpoints"
+    last = torch.load(checkpoints / "last.ckpt", map_location="cpu", weights_only=True)
+    best = sorted(p.name for p in checkpoints.glob("epoch_*.ckpt"))
+    assert best == ["epoch_000.ckpt"]  # the first epoch stays the best (mode=max)
+    assert last["epoch"] == 2 and last["global_step"] == 3 * 4
+    # the best checkpoint's record travels in last.ckpt, so a resumed run tests the same one
+    states = [s for k, s in last["callbacks"].items() if k.startswith("ModelCheckpoint")]
+    assert any(s.get("best_model_path", "").endswith("epoch_000.ckpt") for s in states)

@@ -96,7 +96,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     until_sigterm(trainer.fit, model, datamodule=datamodule,
                   ckpt_path=resume_from(cfg, output_dir))
     fit_metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    # the monitored checkpoint's best (last_checkpoint, unmonitored, holds the latest epoch)
+    best = next((c.best_model_path for c in trainer.checkpoint_callbacks if c.monitor), "")
     until_sigterm(trainer.test, model, datamodule=datamodule, ckpt_path=best or None,
                   verbose=False)
     metrics = fit_metrics | {k: float(v) for k, v in trainer.callback_metrics.items()}
