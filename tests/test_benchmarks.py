@@ -304,3 +304,22 @@ def test_dropout_noise_moments_and_stock_dropout_restored():
         assert torch.equal(stock, torch.nn.functional.dropout(x, 0.3))
         raise RuntimeError
     assert module._fast is fast
+
+
+def test_dropout_noise_refuses_bad_arguments_with_one_line(tmp_path, monkeypatch):
+    wrong = tmp_path / ("informer_ETTh1_ftM_sl96_ll48_pl24_dm512_nh8_el2_dl1_df2048_atprob_fc5_"
+                        "ebtimeF_dtTrue_mxTrue_Exp_0")
+    wrong.mkdir()
+    (wrong / "checkpoint.pth").write_bytes(b"")
+    cases = {("--draws", "1"): "error: --draws 1: expected at least 2",
+             ("--checkpoint", str(tmp_path / "none.pth")):
+                 f"error: --checkpoint {tmp_path / 'none.pth'}: no such file",
+             ("--checkpoint", str(wrong / "checkpoint.pth")):
+                 f"error: --checkpoint {wrong / 'checkpoint.pth'}: expected a run of ETTh1 M "
+                 "96/48/48 at the paper's sizes (the setting in its directory's name)"}
+    for args, message in cases.items():
+        monkeypatch.setattr(sys, "argv", ["dropout_noise.py", "--reference", str(tmp_path),
+                                          *args])
+        with pytest.raises(SystemExit) as exc:
+            dropout_noise.main()
+        assert str(exc.value) == message
