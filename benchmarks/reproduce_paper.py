@@ -17,7 +17,9 @@ InformerStack, ``model.s_layers=[3,2,1]``), ``revin`` (``model.revin=true``), ``
 (``model.decoder_selection=causal``: the decoder's ProbSparse picks its active queries strictly
 causally instead of as the reference code), ``filescale`` (``data.scaler_fit=file``: the scaler
 fit on the whole file, as the reference code when the paper's tables were produced; metrics are
-then on that scale, as the paper's); ``a+b`` combines them (``variant=stack+causal``).
+then on that scale, as the paper's), ``refnet`` (the reference code's network trained by this
+library's loop, ``benchmarks/reference_loop.py``; needs ``INFORMER_REFERENCE=<checkout>``);
+``a+b`` combines them (``variant=stack+causal``).
 Overrides after ``--`` go to every run (``-- trainer.accelerator=gpu`` trains on a GPU);
 ``section=<name>`` records into its own block of ``docs/results.md``; ``train=false`` reports
 the finished runs only.
@@ -61,7 +63,9 @@ PAPER = {
 }
 VARIANTS = {"paper": [], "stack": ["model.s_layers=[3,2,1]"], "revin": ["model.revin=true"],
             "fp32": ["trainer.precision=32-true"], "causal": ["model.decoder_selection=causal"],
-            "filescale": ["data.scaler_fit=file"]}
+            "filescale": ["data.scaler_fit=file"], "refnet": []}
+# variants trained by another entry than informer-train (same overrides)
+ENTRIES = {"refnet": Path(__file__).resolve().parent / "reference_loop.py"}
 DEFAULTS = {"experiment": "etth1_M_24,etth1_M_48,etth1_M_168", "seed": "2021,1,2",
             "variant": "paper,revin", "jobs": "1", "out": "runs/reproduce", "record": "false",
             "section": "reproduce_paper", "train": "true"}
@@ -141,8 +145,10 @@ def train(directory: Path, experiment: str, variant: str, seed: str, extra: list
         env = dict(os.environ)
         if threads:
             env["OMP_NUM_THREADS"] = str(threads)
-        command = [sys.executable, "-m", "informer.cli.train", f"experiment={experiment}",
-                   f"seed={seed}", f"hydra.run.dir={directory}", "plot=false",
+        entries = [str(ENTRIES[v]) for v in variant.split("+") if v in ENTRIES]
+        command = [sys.executable, *(entries[:1] or ["-m", "informer.cli.train"]),
+                   f"experiment={experiment}", f"seed={seed}", f"hydra.run.dir={directory}",
+                   "plot=false",
                    "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
                    *variant_overrides(variant), *extra]
         start = time.perf_counter()

@@ -323,3 +323,70 @@ def test_dropout_noise_refuses_bad_arguments_with_one_line(tmp_path, monkeypatch
         with pytest.raises(SystemExit) as exc:
             dropout_noise.main()
         assert str(exc.value) == message
+
+
+FAKE_REFERENCE = '''
+"""Stands in for the reference code's models/model.py: its constructor's names, this library's
+network inside; checks the decoder input it is fed and leaves a mark that it was built."""
+from pathlib import Path
+
+import torch
+
+from informer.config import InformerConfig
+from informer.nn.model import Informer as Ours
+
+
+class Informer(torch.nn.Module):
+    def __init__(self, enc_in, dec_in, c_out, seq_len, label_len, out_len, factor=5,
+                 d_model=512, n_heads=8, e_layers=3, d_layers=2, d_ff=512, dropout=0.0,
+                 attn="prob", embed="fixed", freq="h", activation="gelu",
+                 output_attention=False, distil=True, mix=True, device=None):
+        super().__init__()
+        self.label_len, self.out_len = label_len, out_len
+        self.net = Ours(InformerConfig(
+            enc_in=enc_in, dec_in=dec_in, c_out=c_out, seq_len=seq_len, label_len=label_len,
+            pred_len=out_len, factor=factor, d_model=d_model, n_heads=n_heads,
+            e_layers=e_layers, d_layers=d_layers, d_ff=d_ff, dropout=dropout, attn=attn,
+            embed=embed, freq=freq, activation=activation, distil=distil, mix=mix))
+        Path(__file__).with_name("built").write_text(f"{d_model} {label_len} {out_len}")
+
+    def forward(self, x_enc, x_mark_enc, x_dec, x_mark_dec):
+        assert torch.equal(x_dec[:, :self.label_len], x_enc[:, -self.label_len:])
+        assert x_dec.size(1) == self.label_len + self.out_len
+        assert not x_dec[:, self.label_len:].any()
+        return self.net(x_enc, x_mark_enc, x_dec, x_mark_dec)
+'''
+
+
+def test_refnet_variant_trains_the_reference_network_in_this_loop(tmp_path, ett_dir):
+    import json
+    import os
+    import subprocess
+
+    from tests.conftest import TINY
+
+    checkout = tmp_path / "Informer2020"
+    (checkout / "models").mkdir(parents=True)
+    (checkout / "models" / "model.py").write_text(FAKE_REFERENCE)
+    out = tmp_path / "runs"
+    env = {**os.environ, "INFORMER_DATA_DIR": str(ett_dir), "INFORMER_REFERENCE": str(checkout)}
+    script = Path(reproduce_paper.__file__)
+    done = subprocess.run([sys.executable, str(script), "experiment=etth1_M_48", "seed=1",
+                           "variant=refnet", f"out={out}", "--", *TINY,
+                           "trainer.limit_test_batches=2"],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    run = out / "etth1_M_48" / "refnet" / "seed1"
+    assert (checkout / "models" / "built").read_text() == "16 48 48"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["test/mse"] > 0 and metrics["epochs"] == 1
+    assert not (run / "model").exists()  # the artifact format holds this library's network
+    assert "| etth1_M_48 | refnet | 0.685 | 0.625 |" in done.stdout
+    # and without the checkout's path: one line
+    env.pop("INFORMER_REFERENCE")
+    script = Path(reproduce_paper.__file__).with_name("reference_loop.py")
+    fail = subprocess.run([sys.executable, str(script), "experiment=etth1_M_48"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert fail.returncode == 1
+    assert fail.stderr.strip() == ("error: INFORMER_REFERENCE is not set: expected the path of "
+                                   "a checkout of zhouhaoyi/Informer2020")

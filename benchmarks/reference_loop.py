@@ -1,0 +1,81 @@
+"""``informer-train`` with the reference code's network in place of this library's: the same
+data, loop, schedule, early stopping and evaluation, a different implementation of the network
+(zhouhaoyi/Informer2020's ``models/model.py``, from a checkout the user supplies; none of its
+code is in this repository).
+
+    INFORMER_REFERENCE=~/src/Informer2020 python benchmarks/reference_loop.py \
+        experiment=etth1_M_48 seed=1 hydra.run.dir=runs/reference_loop/seed1
+
+Takes ``informer-train``'s overrides. The reference network is built with the run's model
+settings (its constructor takes the same names) and is fed as the reference code feeds it:
+the decoder input is the last ``label_len`` input steps followed by ``pred_len`` zeros. The
+model artifact is not exported (``model/`` holds this library's network; the checkpoints in
+``checkpoints/`` hold the reference network's weights). ``benchmarks/reproduce_paper.py
+variant=refnet`` runs it like any other variant, so its figures, per-epoch curves and test MSE
+land in the same tables as this library's runs.
+
+Against this library's own runs of the same preset, it tells whether a difference of test MSE
+comes from the network's implementation (its random-number draws in dropout and ProbSparse
+included) or from elsewhere.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference_network import build_reference, reference_class  # noqa: E402
+
+import informer.module  # noqa: E402
+from informer.config import InformerConfig  # noqa: E402
+
+ENV_REFERENCE = "INFORMER_REFERENCE"
+
+
+class ReferenceNetwork(nn.Module):
+    """The reference network behind this library's ``predict`` signature:
+    ``x [B, seq_len, enc_in]``, marks ``[B, seq_len | label_len + pred_len, mark_dim]`` ->
+    ``[B, pred_len, c_out]``."""
+
+    def __init__(self, cls: type, config: InformerConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.reference = build_reference(cls, config)
+
+    def decoder_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The last ``label_len`` steps of ``x``, then ``pred_len`` zeros (the reference code's
+        ``dec_inp`` with ``padding=0``)."""
+        c = self.config
+        zeros = x.new_zeros(x.size(0), c.pred_len, x.size(2))
+        return torch.cat([x[:, x.size(1) - c.label_len:], zeros], dim=1)
+
+    def predict(self, x: torch.Tensor, x_mark: torch.Tensor, y_mark: torch.Tensor
+                ) -> torch.Tensor:
+        return self.reference(x, x_mark, self.decoder_input(x), y_mark)
+
+
+def use_reference(checkout: Path) -> None:
+    """Make ``InformerModule`` build the reference network from ``checkout``."""
+    cls = reference_class(checkout)
+    informer.module.Informer = lambda config: ReferenceNetwork(cls, config)
+
+
+def main() -> None:
+    checkout = os.environ.get(ENV_REFERENCE)
+    if not checkout:
+        raise SystemExit(f"error: {ENV_REFERENCE} is not set: expected the path of a checkout "
+                         "of zhouhaoyi/Informer2020")
+    use_reference(Path(checkout).expanduser())
+    from informer.cli import train
+
+    sys.argv = [sys.argv[0], *sys.argv[1:], "export_artifact=false"]
+    train.main()
+
+
+if __name__ == "__main__":
+    main()
