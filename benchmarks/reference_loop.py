@@ -33,6 +33,7 @@ from reference_network import build_reference, reference_class  # noqa: E402
 
 import informer.module  # noqa: E402
 from informer.config import InformerConfig  # noqa: E402
+from informer.nn.model import Informer  # noqa: E402
 
 ENV_REFERENCE = "INFORMER_REFERENCE"
 
@@ -47,12 +48,9 @@ class ReferenceNetwork(nn.Module):
         self.config = config
         self.reference = build_reference(cls, config)
 
-    def decoder_input(self, x: torch.Tensor) -> torch.Tensor:
-        """The last ``label_len`` steps of ``x``, then ``pred_len`` zeros (the reference code's
-        ``dec_inp`` with ``padding=0``)."""
-        c = self.config
-        zeros = x.new_zeros(x.size(0), c.pred_len, x.size(2))
-        return torch.cat([x[:, x.size(1) - c.label_len:], zeros], dim=1)
+    # the start tokens and zero fill exactly as this library's network builds them (it reads
+    # only ``self.config``)
+    decoder_input = Informer.decoder_input
 
     def predict(self, x: torch.Tensor, x_mark: torch.Tensor, y_mark: torch.Tensor
                 ) -> torch.Tensor:

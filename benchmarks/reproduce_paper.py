@@ -145,8 +145,8 @@ def train(directory: Path, experiment: str, variant: str, seed: str, extra: list
         env = dict(os.environ)
         if threads:
             env["OMP_NUM_THREADS"] = str(threads)
-        entries = [str(ENTRIES[v]) for v in variant.split("+") if v in ENTRIES]
-        command = [sys.executable, *(entries[:1] or ["-m", "informer.cli.train"]),
+        entry = next((str(ENTRIES[v]) for v in variant.split("+") if v in ENTRIES), None)
+        command = [sys.executable, *([entry] if entry else ["-m", "informer.cli.train"]),
                    f"experiment={experiment}", f"seed={seed}", f"hydra.run.dir={directory}",
                    "plot=false",
                    "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",
