@@ -25,8 +25,9 @@ Overrides after ``--`` go to every run (``-- trainer.accelerator=gpu`` trains on
 the finished runs only.
 
 ``record=true`` also keeps each run's figures in ``docs/runs/<section>.json`` (test MSE/MAE,
-epochs, minutes, machine, and the per-epoch train loss and validation MSE as ``curve``; a few
-hundred bytes a run, committed with the table), and the table
+epochs, minutes, machine, the per-epoch train loss and validation MSE as ``curve``, and a
+``source`` note where the run's ``metrics.json`` has one; a few hundred bytes a run, committed
+with the table), and the table
 is built from those and the finished runs together: a later session, whose ``out`` no longer
 holds the earlier runs (checkpoints are not committed), adds seeds to a section instead of
 replacing it.
@@ -53,7 +54,7 @@ from common import machine, parse_options, record_section, write_atomic  # noqa:
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results.md"
 LEDGER = ROOT / "docs" / "runs"
-KEPT = ("test/mse", "test/mae", "epochs", "seconds", "machine", "curve")
+KEPT = ("test/mse", "test/mae", "epochs", "seconds", "machine", "curve", "source")
 # Paper Tables 1 (univariate) and 2 (multivariate), ETTh1: horizon -> (MSE, MAE).
 PAPER = {
     "M": {24: (0.577, 0.549), 48: (0.685, 0.625), 168: (0.931, 0.752), 336: (1.128, 0.873),
@@ -176,7 +177,9 @@ def where(directory: Path) -> str:
 
 
 def curve(directory: Path) -> list[list[float]]:
-    """Per-epoch ``[train loss, validation MSE]`` of a finished run (its CSV log; [] without)."""
+    """Per-epoch ``[train loss, validation MSE]`` of a finished run from its CSV log; [] without
+    one, or when the log does not start at the first epoch (a run resumed after its log of the
+    earlier epochs was lost: its curve would be shifted)."""
     path = directory / "csv" / "metrics.csv"
     if not path.is_file():
         return []
@@ -187,8 +190,11 @@ def curve(directory: Path) -> list[list[float]]:
                 figures = epochs.setdefault(int(float(row["epoch"])), {})
                 figures.update({k: float(row[k]) for k in ("train/loss_epoch", "val/mse")
                                 if row.get(k)})
-    return [[round(e["train/loss_epoch"], 4), round(e["val/mse"], 4)]
-            for _, e in sorted(epochs.items()) if len(e) == 2]
+    complete = sorted(n for n, e in epochs.items() if len(e) == 2)
+    if complete != list(range(len(complete))):
+        return []
+    return [[round(epochs[n]["train/loss_epoch"], 4), round(epochs[n]["val/mse"], 4)]
+            for n in complete]
 
 
 def record_results(script: str, section: str, argv: list[str], detail: str, text: str) -> None:

@@ -15,12 +15,14 @@ Parsed logs are kept in ``docs/runs/reference_code.json`` (logs are not committe
 call adds runs to the recorded ones.
 
 The script prints, per epoch, mean ± std of train loss and validation MSE for each group, then
-each group's kept epochs, validation and test MSE, and a permutation test of the difference
-in mean test MSE between each of our groups and the reference code's runs (two-sided: the
-share of relabellings of the pooled runs whose difference is at least as large; exact up to a
-million relabellings, sampled past that), with the runs a side that a test would need to find
-a difference that large 80% of the time. ``record=true`` writes the ``training_curves`` block
-of ``docs/results.md``.
+each group's kept epochs, validation and test MSE, and permutation tests of the difference
+in mean test MSE: each group against the reference code's runs, then this library's network
+(its groups pooled) against the reference network (the reference code's runs pooled with
+those of ``variant=refnet``, the reference network trained by this library's loop). The tests
+are two-sided (the share of relabellings of the pooled runs whose difference is at least as
+large; exact up to a million relabellings, sampled past that) and come with the runs a side
+that a test would need to find a difference that large 80% of the time. ``record=true``
+writes the ``training_curves`` block of ``docs/results.md``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import parse_options  # noqa: E402
 from reproduce_paper import (  # noqa: E402
+    ENTRIES,
     load_ledger,
     published,
     record_results,
@@ -190,23 +193,31 @@ def reference_table(runs: dict[str, dict]) -> str:
 
 
 def comparisons(found: dict[str, list[dict]]) -> str:
-    """Each of our groups (and all of them pooled) against the reference code's runs."""
+    """Each group against the reference code's runs; then this library's network (its groups
+    pooled) against the reference network (the reference code's runs with the groups that
+    train its network in this library's loop, ``ENTRIES`` variants such as ``refnet``)."""
     if REFERENCE not in found:
         return "No reference runs: nothing to compare."
-    ref = [r["test/mse"] for r in found[REFERENCE]]
-    ours = {g: [r["test/mse"] for r in runs] for g, runs in found.items() if g != REFERENCE}
-    if len(ours) > 1:
-        ours["all of ours"] = [t for tests in ours.values() for t in tests]
+    tests = {g: [r["test/mse"] for r in runs] for g, runs in found.items()}
+    ref = tests.pop(REFERENCE)
+    pairs = [(group, "the reference code", values, ref) for group, values in tests.items()]
+    reference_net = [g for g in tests if any(v in ENTRIES for v in g.split("+"))]
+    ours = [t for g, values in tests.items() if g not in reference_net for t in values]
+    if len(tests) > 1 and ours:
+        network = ref + [t for g in reference_net for t in tests[g]]
+        against = ("the reference network (the reference code and "
+                   + ", ".join(reference_net) + ")" if reference_net else "the reference code")
+        pairs.append(("all of ours", against, ours, network))
     lines = []
-    for group, tests in ours.items():
-        difference = statistics.mean(tests) - statistics.mean(ref)
-        kind = "exact" if exact(tests, ref) else f"sampled ({SAMPLED} relabellings)"
-        needed = runs_for_power(tests, ref)
+    for group, name, a, b in pairs:
+        difference = statistics.mean(a) - statistics.mean(b)
+        kind = "exact" if exact(a, b) else f"sampled ({SAMPLED} relabellings)"
+        needed = runs_for_power(a, b)
         power = (f"; {needed} runs a side would find a difference this large 80% of the time "
                  "(two-sided 5% test, pooled std)" if needed else "")
-        lines.append(f"- {group} against the reference code: mean test MSE {difference:+.3f} "
-                     f"({len(tests)} against {len(ref)} runs), {kind} permutation p = "
-                     f"{permutation_p(tests, ref):.2f}{power}")
+        lines.append(f"- {group} against {name}: mean test MSE {difference:+.3f} "
+                     f"({len(a)} against {len(b)} runs), {kind} permutation p = "
+                     f"{permutation_p(a, b):.2f}{power}")
     return "\n".join(lines)
 
 

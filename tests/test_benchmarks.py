@@ -167,6 +167,21 @@ def test_reproduce_paper_keeps_the_per_epoch_train_loss_and_validation_mse(train
     assert reproduce_paper.curve(tmp_path) == []
 
 
+def test_reproduce_paper_keeps_no_curve_for_a_log_that_misses_its_first_epochs(tmp_path):
+    """A run resumed after its CSV log was lost logs from epoch 1 on: its curve would be
+    shifted by an epoch, so none is kept (the ledger keeps the run's ``source`` note)."""
+    (tmp_path / "csv").mkdir()
+    rows = ["epoch,step,train/loss_epoch,val/mse", "1,99,0.30,0.85", "2,149,0.23,0.87"]
+    (tmp_path / "csv" / "metrics.csv").write_text("\n".join(rows) + "\n")
+    assert reproduce_paper.curve(tmp_path) == []
+    (tmp_path / "csv" / "metrics.csv").write_text("\n".join([*rows, "0,49,0.45,0.84"]) + "\n")
+    assert reproduce_paper.curve(tmp_path) == [[0.45, 0.84], [0.3, 0.85], [0.23, 0.87]]
+    ledger, _, _ = reproduce_paper.merge(
+        {}, [(("etth1_M_48", "paper", "17"), {"test/mse": 0.78, "source": "resumed", "x": 1})],
+        ["etth1_M_48"], ["paper"])
+    assert ledger == {"etth1_M_48/paper/seed17": {"test/mse": 0.78, "source": "resumed"}}
+
+
 REFERENCE_LOG = """Use CPU
 >>>>>>>start training : informer_ETTh1_ftM_sl96_ll48_pl48_dm512_nh8_el2_dl1_df2048_atprob_fc5\
 _ebtimeF_dtTrue_mxTrue_Run3_0>>>>>>>>>>>>>>>>>>>>>>>>>>
@@ -390,3 +405,22 @@ def test_refnet_variant_trains_the_reference_network_in_this_loop(tmp_path, ett_
     assert fail.returncode == 1
     assert fail.stderr.strip() == ("error: INFORMER_REFERENCE is not set: expected the path of "
                                    "a checkout of zhouhaoyi/Informer2020")
+
+
+def test_training_curves_pools_refnet_with_the_reference_network():
+    """``variant=refnet`` trains the reference network: it is compared with the reference code
+    on its own, and pooled with it (not with this library's groups) in the network test."""
+    found = {"paper": [{"test/mse": 0.8}, {"test/mse": 0.9}],
+             "fp32": [{"test/mse": 1.0}],
+             "refnet": [{"test/mse": 0.5}],
+             "reference": [{"test/mse": 0.6}, {"test/mse": 0.7}]}
+    lines = training_curves.comparisons(found).splitlines()
+    assert [line.split(":")[0] for line in lines] == [
+        "- paper against the reference code", "- fp32 against the reference code",
+        "- refnet against the reference code",
+        "- all of ours against the reference network (the reference code and refnet)"]
+    # ours 0.8, 0.9, 1.0 (mean 0.9) against 0.6, 0.7, 0.5 (mean 0.6); exact over C(6, 3) = 20
+    assert "mean test MSE +0.300 (3 against 3 runs), exact permutation p = 0.10" in lines[-1]
+    without = {g: runs for g, runs in found.items() if g != "refnet"}
+    assert training_curves.comparisons(without).splitlines()[-1].startswith(
+        "- all of ours against the reference code: mean test MSE +0.250 (3 against 2 runs)")
