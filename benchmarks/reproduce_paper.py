@@ -138,6 +138,11 @@ def merge(ledger: dict[str, dict], done: list[tuple[tuple[str, str, str], dict]]
     return ledger, results, list(dict.fromkeys(s for *_, s in keys))
 
 
+def entry(variant: str) -> Path | None:
+    """The script a variant trains with in place of ``informer-train`` (``ENTRIES``), if any."""
+    return next((ENTRIES[v] for v in variant.split("+") if v in ENTRIES), None)
+
+
 def train(directory: Path, experiment: str, variant: str, seed: str, extra: list[str],
           threads: int | None) -> dict[str, float]:
     """One ``informer-train`` run (skipped when its ``metrics.json`` exists)."""
@@ -146,8 +151,8 @@ def train(directory: Path, experiment: str, variant: str, seed: str, extra: list
         env = dict(os.environ)
         if threads:
             env["OMP_NUM_THREADS"] = str(threads)
-        entry = next((str(ENTRIES[v]) for v in variant.split("+") if v in ENTRIES), None)
-        command = [sys.executable, *([entry] if entry else ["-m", "informer.cli.train"]),
+        script = entry(variant)
+        command = [sys.executable, *([str(script)] if script else ["-m", "informer.cli.train"]),
                    f"experiment={experiment}", f"seed={seed}", f"hydra.run.dir={directory}",
                    "plot=false",
                    "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false",

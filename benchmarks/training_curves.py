@@ -38,7 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import parse_options  # noqa: E402
 from reproduce_paper import (  # noqa: E402
-    ENTRIES,
+    entry,
     load_ledger,
     published,
     record_results,
@@ -195,13 +195,13 @@ def reference_table(runs: dict[str, dict]) -> str:
 def comparisons(found: dict[str, list[dict]]) -> str:
     """Each group against the reference code's runs; then this library's network (its groups
     pooled) against the reference network (the reference code's runs with the groups that
-    train its network in this library's loop, ``ENTRIES`` variants such as ``refnet``)."""
+    train its network in this library's loop: variants with an ``entry`` such as ``refnet``)."""
     if REFERENCE not in found:
         return "No reference runs: nothing to compare."
     tests = {g: [r["test/mse"] for r in runs] for g, runs in found.items()}
     ref = tests.pop(REFERENCE)
     pairs = [(group, "the reference code", values, ref) for group, values in tests.items()]
-    reference_net = [g for g in tests if any(v in ENTRIES for v in g.split("+"))]
+    reference_net = [g for g in tests if entry(g)]
     ours = [t for g, values in tests.items() if g not in reference_net for t in values]
     if len(tests) > 1 and ours:
         network = ref + [t for g in reference_net for t in tests[g]]
