@@ -10,6 +10,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import dropout_noise  # noqa: E402
 import naive_baselines  # noqa: E402
+import random_draws  # noqa: E402
 import reference_checkpoints  # noqa: E402
 import reference_network  # noqa: E402
 import reproduce_paper  # noqa: E402
@@ -424,3 +425,36 @@ def test_training_curves_pools_refnet_with_the_reference_network():
     without = {g: runs for g, runs in found.items() if g != "refnet"}
     assert training_curves.comparisons(without).splitlines()[-1].startswith(
         "- all of ours against the reference code: mean test MSE +0.250 (3 against 2 runs)")
+
+
+def test_random_draws_lists_the_global_generator_calls_in_order_and_pairs_them():
+    import torch
+
+    from informer.config import InformerConfig
+    from informer.nn.model import Informer
+
+    net = Informer(InformerConfig(enc_in=2, dec_in=2, c_out=2, seq_len=16, label_len=8,
+                                  pred_len=8, d_model=16, n_heads=2, d_ff=32, e_layers=1,
+                                  d_layers=1)).train()
+    g = torch.Generator().manual_seed(0)
+    batch = {"x": torch.randn(4, 16, 2, generator=g), "x_mark": torch.rand(4, 16, 4, generator=g),
+             "y_mark": torch.rand(4, 16, 4, generator=g)}
+    with dropout_noise.stock_dropout():
+        stock = random_draws.draws(net.predict, batch)
+    # embedding, ProbSparse keys (5 * ceil(ln 16) of 16 per query), residual, feed-forward
+    # hidden, residual; the decoder's cross attention and after it only its last pred_len rows
+    d, r = "dropout", "randint"
+    assert stock == [(d, (4, 16, 16)), (r, (16, 15)), (d, (4, 16, 16)), (d, (4, 16, 32)),
+                     (d, (4, 16, 16)), (d, (4, 16, 16)), (r, (16, 15)), (d, (4, 16, 16)),
+                     (d, (4, 2, 8, 16)), (d, (4, 8, 16)), (d, (4, 8, 32)), (d, (4, 8, 16))]
+    sparse = random_draws.draws(net.predict, batch)  # uniforms for the gaps between drops
+    assert [c for c, _ in sparse] == ["rand" if c == d else c for c, _ in stock]
+    assert random_draws.draws(net.eval().predict, batch) == []  # own generator in eval mode
+    reference = [stock[0], (d, (4, 32, 16)), (d, (4, 2, 16, 16)), (r, (16, 15))]
+    rows, counts = random_draws.table(reference, stock[:3] + [stock[8]])
+    assert rows[3] == "| 1 | `dropout` [4, 32, 16] | `randint` [16, 15] | another call |"
+    assert counts == {"calls_reference": 4, "calls_ours": 4, "pairs_same": 1,
+                      "pairs_another_call": 2, "pairs_fewer_elements": 1}
+    assert random_draws.verdict((d, (4, 32, 16)), (d, (4, 16, 32))) == \
+        "same elements, other layout"
+    assert random_draws.verdict(None, stock[0]) == "only one side draws"
