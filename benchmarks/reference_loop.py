@@ -8,7 +8,10 @@ code is in this repository).
 
 Takes ``informer-train``'s overrides. The reference network is built with the run's model
 settings (its constructor takes the same names) and is fed as the reference code feeds it:
-the decoder input is the last ``label_len`` input steps followed by ``pred_len`` zeros. The
+the decoder input is the last ``label_len`` input steps followed by ``pred_len`` zeros. In
+eval mode its ProbSparse draws this library's key sample and leaves torch's global generator
+alone, so with the same seed and ``model.dropout=0`` a run of either network takes the same
+batches and the same steps (up to rounding: the two are the same function). The
 model artifact is not exported (``model/`` holds this library's network; the checkpoints in
 ``checkpoints/`` hold the reference network's weights). ``benchmarks/reproduce_paper.py
 variant=refnet`` runs it like any other variant, so its figures, per-epoch curves and test MSE
@@ -34,8 +37,17 @@ from reference_network import build_reference, reference_class  # noqa: E402
 import informer.module  # noqa: E402
 from informer.config import InformerConfig  # noqa: E402
 from informer.nn.model import Informer  # noqa: E402
+from informer.nn.probsparse import ProbAttention  # noqa: E402
 
 ENV_REFERENCE = "INFORMER_REFERENCE"
+
+
+def _eval_keys(module: nn.Module, args: tuple) -> None:
+    """In eval mode the reference's ProbSparse samples its keys as this library's does: from a
+    generator seeded with ``ProbAttention.eval_seed`` anew for every attention call (torch's
+    global one here, restored by ``ReferenceNetwork.predict``)."""
+    if not module.training:
+        torch.manual_seed(ProbAttention.eval_seed)
 
 
 class ReferenceNetwork(nn.Module):
@@ -47,6 +59,9 @@ class ReferenceNetwork(nn.Module):
         super().__init__()
         self.config = config
         self.reference = build_reference(cls, config)
+        for module in self.reference.modules():
+            if type(module).__name__ == "ProbAttention":
+                module.register_forward_pre_hook(_eval_keys)
 
     # the start tokens and zero fill exactly as this library's network builds them (it reads
     # only ``self.config``)
@@ -54,7 +69,16 @@ class ReferenceNetwork(nn.Module):
 
     def predict(self, x: torch.Tensor, x_mark: torch.Tensor, y_mark: torch.Tensor
                 ) -> torch.Tensor:
-        return self.reference(x, x_mark, self.decoder_input(x), y_mark)
+        """The forecast. In eval mode the reference's ProbSparse draws this library's key
+        sample (``_eval_keys``) and torch's global generator is left where it was (this
+        library's network samples from a generator of its own): runs of both networks seeded
+        alike then draw the same batches every epoch, not only the first, and are scored
+        alike."""
+        if self.training:
+            return self.reference(x, x_mark, self.decoder_input(x), y_mark)
+        devices = [x.device.index or 0] if x.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            return self.reference(x, x_mark, self.decoder_input(x), y_mark)
 
 
 def use_reference(checkout: Path) -> None:

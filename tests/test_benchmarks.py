@@ -458,3 +458,43 @@ def test_random_draws_lists_the_global_generator_calls_in_order_and_pairs_them()
     assert random_draws.verdict((d, (4, 32, 16)), (d, (4, 16, 32))) == \
         "same elements, other layout"
     assert random_draws.verdict(None, stock[0]) == "only one side draws"
+
+
+def test_reference_network_in_this_loop_draws_our_eval_keys_and_leaves_the_generator_alone():
+    """The reference's ProbSparse samples from torch's global generator in eval mode too; in this
+    loop it draws this library's eval-mode key sample and validation leaves the generator where
+    it was, so the next epoch's batches are drawn alike."""
+    import reference_loop
+    import torch
+
+    from informer.config import InformerConfig
+    from informer.nn.probsparse import ProbAttention as Ours
+
+    class ProbAttention(torch.nn.Module):  # draws as the reference's does: global generator
+        def forward(self, shape):
+            return torch.rand(shape)
+
+    class Drawing(torch.nn.Module):  # the reference network's constructor and forward
+        def __init__(self, enc_in, dec_in, c_out, seq_len, label_len, out_len, **kwargs):
+            super().__init__()
+            self.out_len, self.c_out = out_len, c_out
+            self.attention = ProbAttention()
+
+        def forward(self, x_enc, x_mark_enc, x_dec, x_mark_dec):
+            return self.attention((x_enc.size(0), self.out_len, self.c_out))
+
+    config = InformerConfig(enc_in=2, dec_in=2, c_out=2, seq_len=8, label_len=4, pred_len=4,
+                            d_model=8, n_heads=2, d_ff=8)
+    net = reference_loop.ReferenceNetwork(Drawing, config)
+    x, marks = torch.zeros(3, 8, 2), torch.zeros(3, 8, 4)
+    ours = torch.rand(3, 4, 2, generator=torch.Generator().manual_seed(Ours.eval_seed))
+    torch.manual_seed(5)
+    assert torch.equal(net.eval().predict(x, marks, marks), ours)
+    assert torch.equal(net.predict(x, marks, marks), ours)
+    after = torch.rand(3)
+    torch.manual_seed(5)
+    assert torch.equal(after, torch.rand(3))  # the generator is where the seed put it
+    torch.manual_seed(5)
+    first = net.train().predict(x, marks, marks)
+    assert not torch.equal(first, ours)
+    assert not torch.equal(net.predict(x, marks, marks), first)  # training draws move on
