@@ -18,8 +18,10 @@ InformerStack, ``model.s_layers=[3,2,1]``), ``revin`` (``model.revin=true``), ``
 causally instead of as the reference code), ``filescale`` (``data.scaler_fit=file``: the scaler
 fit on the whole file, as the reference code when the paper's tables were produced; metrics are
 then on that scale, as the paper's), ``refnet`` (the reference code's network trained by this
-library's loop, ``benchmarks/reference_loop.py``; needs ``INFORMER_REFERENCE=<checkout>``);
-``a+b`` combines them (``variant=stack+causal``).
+library's loop, ``benchmarks/reference_loop.py``; needs ``INFORMER_REFERENCE=<checkout>``),
+``nodrop`` (``model.dropout=0.0``: with ``refnet+fp32+nodrop`` beside ``fp32+nodrop``, the two
+networks' runs of a seed keep in step, up to rounding); ``a+b`` combines them
+(``variant=stack+causal``).
 Overrides after ``--`` go to every run (``-- trainer.accelerator=gpu`` trains on a GPU);
 ``section=<name>`` records into its own block of ``docs/results.md``; ``train=false`` reports
 the finished runs only.
@@ -64,7 +66,8 @@ PAPER = {
 }
 VARIANTS = {"paper": [], "stack": ["model.s_layers=[3,2,1]"], "revin": ["model.revin=true"],
             "fp32": ["trainer.precision=32-true"], "causal": ["model.decoder_selection=causal"],
-            "filescale": ["data.scaler_fit=file"], "refnet": []}
+            "filescale": ["data.scaler_fit=file"], "nodrop": ["model.dropout=0.0"],
+            "refnet": []}
 # variants trained by another entry than informer-train (same overrides)
 ENTRIES = {"refnet": Path(__file__).resolve().parent / "reference_loop.py"}
 DEFAULTS = {"experiment": "etth1_M_24,etth1_M_48,etth1_M_168", "seed": "2021,1,2",
