@@ -124,13 +124,27 @@ def draw(forward: Callable, params: list[torch.Tensor], batch: dict, config: Inf
     return loss.item(), torch.cat([p.grad.reshape(-1).double() for p in params])
 
 
+def setting(batch_size: int) -> tuple[InformerConfig, dict]:
+    """The measured network's config (ETTh1 M 96/48/48, the paper's sizes) and the first
+    ``batch_size`` training windows."""
+    path = resolve_data_file(os.environ.get(ENV_DATA_DIR, "data"), "ETTh1.csv")
+    series = SeriesData.fit(path, split="ett_hour", seq_len=96, label_len=48, pred_len=48)
+    config = InformerConfig(enc_in=7, dec_in=7, c_out=7, seq_len=96, label_len=48, pred_len=48)
+    return config, series.dataset("train").__getitems__(list(range(batch_size)))
+
+
+def seeded_pair(cls: type, config: InformerConfig) -> tuple[Informer, torch.nn.Module]:
+    """This network and the reference one built after seed 0, in training mode (weights not
+    yet shared)."""
+    torch.manual_seed(0)
+    return Informer(config).train(), build_reference(cls, config).train()
+
+
 def arms(cls: type, config: InformerConfig, checkpoint: Path | None
          ) -> dict[str, tuple[Callable, list, bool, Callable]]:
     """name -> (forward, parameters, bf16, context), all from one set of weights: the initial
     ones of seed 0, or a reference checkpoint's."""
-    torch.manual_seed(0)
-    ours = Informer(config).train()
-    ref = build_reference(cls, config).train()
+    ours, ref = seeded_pair(cls, config)
     if checkpoint is None:
         copy_weights(ours, ref)
     else:
@@ -212,10 +226,7 @@ def main() -> None:
                              "96/48/48 at the paper's sizes (the setting in its directory's "
                              "name)")
     cls = reference_class(args.reference.expanduser())
-    path = resolve_data_file(os.environ.get(ENV_DATA_DIR, "data"), "ETTh1.csv")
-    series = SeriesData.fit(path, split="ett_hour", seq_len=96, label_len=48, pred_len=48)
-    config = InformerConfig(enc_in=7, dec_in=7, c_out=7, seq_len=96, label_len=48, pred_len=48)
-    batch = series.dataset("train").__getitems__(list(range(args.batch_size)))
+    config, batch = setting(args.batch_size)
     figures = compare(arms(cls, config, args.checkpoint), config, batch, args.draws)
     for line in table(figures):
         print(line)

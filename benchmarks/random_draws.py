@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -31,19 +30,9 @@ from torch.overrides import TorchFunctionMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, record_section  # noqa: E402
-from dropout_noise import stock_dropout  # noqa: E402
-from reference_network import (  # noqa: E402
-    build_reference,
-    copy_weights,
-    reference_class,
-    reference_forward,
-)
+from dropout_noise import seeded_pair, setting, stock_dropout  # noqa: E402
+from reference_network import copy_weights, reference_class, reference_forward  # noqa: E402
 from reproduce_paper import HEADER, RESULTS  # noqa: E402
-
-from informer.config import InformerConfig  # noqa: E402
-from informer.data.series import SeriesData  # noqa: E402
-from informer.data.sources import ENV_DATA_DIR, resolve_data_file  # noqa: E402
-from informer.nn.model import Informer  # noqa: E402
 
 # torch calls that draw from a generator (the global one unless given ``generator=``)
 RANDOM = {"dropout", "alpha_dropout", "feature_alpha_dropout", "bernoulli", "bernoulli_", "rand",
@@ -115,13 +104,8 @@ def main() -> None:
     parser.add_argument("--record", action="store_true", help="write docs/results.md")
     args = parser.parse_args()
     cls = reference_class(args.reference.expanduser())
-    path = resolve_data_file(os.environ.get(ENV_DATA_DIR, "data"), "ETTh1.csv")
-    series = SeriesData.fit(path, split="ett_hour", seq_len=96, label_len=48, pred_len=48)
-    config = InformerConfig(enc_in=7, dec_in=7, c_out=7, seq_len=96, label_len=48, pred_len=48)
-    batch = series.dataset("train").__getitems__(list(range(args.batch_size)))
-    torch.manual_seed(0)
-    ours = Informer(config).train()
-    ref = build_reference(cls, config).train()
+    config, batch = setting(args.batch_size)
+    ours, ref = seeded_pair(cls, config)
     copy_weights(ours, ref)
     ref_calls = draws(reference_forward(ref, ours), batch)
     with stock_dropout():
