@@ -10,7 +10,7 @@ Takes ``informer-train``'s overrides. The reference network is built with the ru
 settings (its constructor takes the same names) and is fed as the reference code feeds it:
 the decoder input is the last ``label_len`` input steps followed by ``pred_len`` zeros. In
 eval mode its ProbSparse draws this library's key sample and leaves torch's global generator
-alone, so with the same seed and ``model.dropout=0`` a run of either network takes the same
+alone, so with the same seed and ``model.net.dropout=0`` a run of either network takes the same
 batches and the same steps (up to rounding: the two are the same function). The
 model artifact is not exported (``model/`` holds this library's network; the checkpoints in
 ``checkpoints/`` hold the reference network's weights). ``benchmarks/reproduce_paper.py

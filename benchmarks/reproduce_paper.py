@@ -7,19 +7,19 @@ next to this library's RevIN option, over several seeds.
 Each (experiment, variant, seed) is one ``informer-train`` run (a Hydra run in
 ``<out>/<experiment>/<variant>/seed<seed>``; finished runs are reused, so the command can be
 stopped and started again); the same sweep as a Hydra multirun is
-``informer-train -m experiment=etth1_M_24,etth1_M_48 seed=2021,1,2 model.revin=false,true``.
+``informer-train -m experiment=etth1_M_24,etth1_M_48 seed=2021,1,2 model.net.revin=false,true``.
 The script prints test MSE/MAE (standardised data, as in the paper) as mean +- std over seeds
 beside the paper's figures and, with ``record=true``, writes ``docs/results.md``.
 ``jobs=2`` runs two trainings at once with one thread each (faster on 2 cores than one run
 with two threads). Variants: ``paper`` (the preset as is), ``stack`` (the same preset as
-InformerStack, ``model.s_layers=[3,2,1]``), ``revin`` (``model.revin=true``), ``fp32``
+InformerStack, ``model.net.s_layers=[3,2,1]``), ``revin`` (``model.net.revin=true``), ``fp32``
 (``trainer.precision=32-true``, to check bf16 training against full precision), ``causal``
-(``model.decoder_selection=causal``: the decoder's ProbSparse picks its active queries strictly
+(``model.net.decoder_selection=causal``: the decoder's ProbSparse picks its active queries strictly
 causally instead of as the reference code), ``filescale`` (``data.scaler_fit=file``: the scaler
 fit on the whole file, as the reference code when the paper's tables were produced; metrics are
 then on that scale, as the paper's), ``refnet`` (the reference code's network trained by this
 library's loop, ``benchmarks/reference_loop.py``; needs ``INFORMER_REFERENCE=<checkout>``),
-``nodrop`` (``model.dropout=0.0``: with ``refnet+fp32+nodrop`` beside ``fp32+nodrop``, the two
+``nodrop`` (``model.net.dropout=0.0``: with ``refnet+fp32+nodrop`` beside ``fp32+nodrop``, the two
 networks' runs of a seed keep in step, up to rounding); ``a+b`` combines them
 (``variant=stack+causal``).
 Overrides after ``--`` go to every run (``-- trainer.accelerator=gpu`` trains on a GPU);
@@ -64,9 +64,9 @@ PAPER = {
     "S": {24: (0.098, 0.247), 48: (0.158, 0.319), 168: (0.183, 0.346), 336: (0.222, 0.387),
           720: (0.269, 0.435)},
 }
-VARIANTS = {"paper": [], "stack": ["model.s_layers=[3,2,1]"], "revin": ["model.revin=true"],
-            "fp32": ["trainer.precision=32-true"], "causal": ["model.decoder_selection=causal"],
-            "filescale": ["data.scaler_fit=file"], "nodrop": ["model.dropout=0.0"],
+VARIANTS = {"paper": [], "stack": ["model.net.s_layers=[3,2,1]"], "revin": ["model.net.revin=true"],
+            "fp32": ["trainer.precision=32-true"], "causal": ["model.net.decoder_selection=causal"],
+            "filescale": ["data.scaler_fit=file"], "nodrop": ["model.net.dropout=0.0"],
             "refnet": []}
 # variants trained by another entry than informer-train (same overrides)
 ENTRIES = {"refnet": Path(__file__).resolve().parent / "reference_loop.py"}

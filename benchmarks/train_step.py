@@ -41,7 +41,8 @@ BEFORE = {"32-true": 0.715, "bf16-mixed": 0.374}
 def make_optimizer(module: InformerModule, kind: str) -> torch.optim.Optimizer:
     """The module's own optimizer, or ``Adam(fused=True)`` with the module's learning rate."""
     if kind == "fused":
-        return torch.optim.Adam(module.net.parameters(), lr=module.hparams.lr, fused=True)
+        return torch.optim.Adam(module.net.parameters(), lr=module.hparams.optimizer["lr"],
+                                fused=True)
     configured = module.configure_optimizers()
     return configured["optimizer"] if isinstance(configured, dict) else configured
 
@@ -51,7 +52,7 @@ def _setup(attn: str, optimizer_kind: str, device: str = "cpu") -> tuple:
     data_dir = os.environ.get(ENV_DATA_DIR, "data")
     series = SeriesData.fit(resolve_data_file(data_dir, "ETTh1.csv"), split="ett_hour")
     config = InformerConfig(enc_in=7, dec_in=7, c_out=7, attn=attn)
-    module = InformerModule(lr=1e-4, **config.to_dict()).to(device)
+    module = InformerModule(net=config.to_dict()).to(device)
     return series.dataset("train"), config, module, make_optimizer(module, optimizer_kind)
 
 

@@ -15,7 +15,7 @@ SELECTIONS = ("global", "causal")
 
 
 def _fail(name: str, expected: str, value: Any) -> None:
-    raise InformerError(f"model.{name}: expected {expected}, got {value!r}")
+    raise InformerError(f"model.net.{name}: expected {expected}, got {value!r}")
 
 
 @dataclass
@@ -68,7 +68,7 @@ class InformerConfig:
             _fail("label_len", "an integer >= 0", self.label_len)
         if self.label_len > self.seq_len:
             raise InformerError(
-                f"model.label_len: expected label_len <= seq_len ({self.seq_len}), "
+                f"model.net.label_len: expected label_len <= seq_len ({self.seq_len}), "
                 f"got {self.label_len}"
             )
         if self.s_layers is not None:
@@ -79,7 +79,7 @@ class InformerConfig:
                       self.s_layers)
         if self.d_model % self.n_heads:
             raise InformerError(
-                f"model.d_model: expected a multiple of n_heads ({self.n_heads}), "
+                f"model.net.d_model: expected a multiple of n_heads ({self.n_heads}), "
                 f"got {self.d_model}"
             )
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or \
@@ -97,7 +97,7 @@ class InformerConfig:
             _fail("revin", "true or false", self.revin)
         if self.revin and (self.dec_in != self.enc_in or self.c_out > self.enc_in):
             raise InformerError(
-                f"model.revin: expected dec_in == enc_in and c_out <= enc_in (outputs are the "
+                f"model.net.revin: expected dec_in == enc_in and c_out <= enc_in (outputs are the "
                 f"last input channels), got enc_in={self.enc_in}, dec_in={self.dec_in}, "
                 f"c_out={self.c_out}")
         if self.padding not in (0, 1):
@@ -132,6 +132,6 @@ class InformerConfig:
         unknown = sorted(set(values) - known)
         if unknown:
             raise InformerError(
-                f"model: unknown field(s) {unknown}; expected some of {sorted(known)}"
+                f"model.net: unknown field(s) {unknown}; expected some of {sorted(known)}"
             )
         return cls(**values)

@@ -3,7 +3,7 @@
 ``--experiment etth1_M_24 --trainer.max_epochs 3`` becomes
 ``experiment=etth1_M_24 trainer.max_epochs=3``. A key is a config group (``experiment``,
 ``model``...), a top-level key (``seed``...) or a dotted path into the config
-(``model.d_model``); ``+key`` adds a key, ``++key`` adds or overrides. Anything else is refused
+(``model.net.d_model``); ``+key`` adds a key, ``++key`` adds or overrides. Anything else is refused
 with the list of valid names before any work starts.
 
 Shell-safe spelling: SageMaker SDK v3's container driver exports every hyperparameter as
@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from informer.cli.common import compose_conf, config_dir
 from informer.errors import InformerError
+from informer.upgrade import upgrade_override
 
 _KEY = re.compile(r"^(\+{0,2})([A-Za-z_][A-Za-z0-9_\-]*)((?:[./][A-Za-z0-9_\-]+)*)$")
 # Hydra's own group, and keys SageMaker adds to hyperparameters.json for its own use.
@@ -169,6 +170,7 @@ def to_overrides(pairs: Sequence[tuple[str, str]], config_name: str = "train") -
     valid = groups + top_keys
     overrides = []
     for key, value in pairs:
+        key = upgrade_override(key)  # 0.1's model.d_model is model.net.d_model
         match = _KEY.match(key)
         if not match or match.group(2) not in valid:
             raise InformerError(

@@ -18,10 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 ETT_DIR = Path(os.environ.get("INFORMER_DATA_DIR", REPO.parent / "shared" / "data" / "ETT"))
 os.environ["INFORMER_DATA_DIR"] = str(ETT_DIR)
 
-# A network small enough for a CPU test: the shapes, not the accuracy, matter here.
-TINY = ["model.d_model=16", "model.n_heads=2", "model.d_ff=32", "model.factor=3",
-        "trainer.max_epochs=1", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
-        "trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+# A network small enough for a CPU test (conf/debug/tiny.yaml): the shapes, not the accuracy.
+TINY = ["debug=tiny"]
 
 
 @pytest.fixture(scope="session")

@@ -82,7 +82,7 @@ def test_bad_csv(case, tmp_path, train_cfg, capsys):
     (["data.batch_size=64", "data.seq_len=150"],
      "data.batch_size: the train split has 55 windows, fewer than one batch of 64"),
     (["data.split=weekly"], "data.split: expected one of ['ett_hour', 'ett_minute', 'ratio']"),
-    (["model.d_model=30", "model.n_heads=4"], "model.d_model: expected a multiple of n_heads"),
+    (["model.net.d_model=30", "model.net.n_heads=4"], "model.net.d_model: expected a multiple of n_heads"),
     (["data.freq=nonsense"], "data.freq: expected a pandas offset alias"),
 ])
 def test_bad_settings(overrides, message, tmp_path, train_cfg, capsys):

@@ -49,7 +49,7 @@ def test_unknown_option_is_one_error_line():
 
 def test_reproduce_paper_combines_variants_and_tables_each_with_its_seeds():
     assert reproduce_paper.variant_overrides("stack+causal") == [
-        "model.s_layers=[3,2,1]", "model.decoder_selection=causal"]
+        "model.net.s_layers=[3,2,1]", "model.net.decoder_selection=causal"]
     assert reproduce_paper.variant_overrides("paper") == []
     with pytest.raises(SystemExit, match="variant: expected some of"):
         reproduce_paper.parse(["variant=paper,stack+global"])

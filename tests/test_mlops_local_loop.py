@@ -17,9 +17,7 @@ from mlops.local.registry import Registry
 from mlops.local.state import StateDir
 from tests.conftest import ETT_DIR
 
-TINY = ["experiment=etth1_M_24", "model.d_model=16", "model.n_heads=2", "model.d_ff=32",
-        "trainer.max_epochs=1", "trainer.limit_train_batches=4", "trainer.limit_val_batches=2",
-        "trainer.enable_progress_bar=false"]
+TINY = ["experiment=etth1_M_24", "debug=tiny"]
 
 
 def mlops_cli(*args: str, state, check: bool = True) -> subprocess.CompletedProcess:

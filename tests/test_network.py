@@ -198,14 +198,14 @@ def test_seeded_training_steps_are_bit_identical():
 
 
 @pytest.mark.parametrize(("field", "value", "message"), [
-    ("label_len", 200, "model.label_len: expected label_len <= seq_len (96), got 200"),
-    ("d_model", 100, "model.d_model: expected a multiple of n_heads (8), got 100"),
-    ("attn", "sparse", "model.attn: expected one of ['prob', 'full'], got 'sparse'"),
-    ("embed", "x", "model.embed: expected one of ['timeF', 'fixed', 'learned'], got 'x'"),
-    ("pred_len", 0, "model.pred_len: expected a positive integer, got 0"),
+    ("label_len", 200, "model.net.label_len: expected label_len <= seq_len (96), got 200"),
+    ("d_model", 100, "model.net.d_model: expected a multiple of n_heads (8), got 100"),
+    ("attn", "sparse", "model.net.attn: expected one of ['prob', 'full'], got 'sparse'"),
+    ("embed", "x", "model.net.embed: expected one of ['timeF', 'fixed', 'learned'], got 'x'"),
+    ("pred_len", 0, "model.net.pred_len: expected a positive integer, got 0"),
     ("freq", "fortnight", "data.freq: expected a pandas offset alias"),
-    ("padding", 2, "model.padding: expected 0 (zeros) or 1 (ones), got 2"),
-    ("decoder_selection", "top", "model.decoder_selection: expected one of ['global', "
+    ("padding", 2, "model.net.padding: expected 0 (zeros) or 1 (ones), got 2"),
+    ("decoder_selection", "top", "model.net.decoder_selection: expected one of ['global', "
      "'causal'], got 'top'"),
 ])
 def test_config_validation(field, value, message):

@@ -1,4 +1,4 @@
-"""RevIN (``model.revin``) and the ``auto`` precision choice."""
+"""RevIN (``model.net.revin``) and the ``auto`` precision choice."""
 
 from __future__ import annotations
 
@@ -116,7 +116,7 @@ def test_train_config_resolves_auto_precision(train_cfg, monkeypatch):
     monkeypatch.setattr(precision, "cpu_has_fast_bf16", lambda: False)
     cfg = train_cfg("trainer.max_epochs=1", "trainer.limit_train_batches=1",
                     "trainer.limit_val_batches=1", "trainer.limit_test_batches=1", "plot=false",
-                    "export_artifact=false", "model.revin=true")
+                    "export_artifact=false", "model.net.revin=true")
     assert cfg.trainer.precision == "auto"
     metrics = train(cfg)
     saved = (Path(cfg.paths.output_dir) / "config.yaml").read_text()

@@ -35,9 +35,9 @@ def test_hyperparameters_become_hydra_overrides():
                                 "--sagemaker_program", "train.py"], ["channel"])
     assert options == {"channel": "train"}
     assert to_overrides(pairs) == ["experiment=etth1_M_24", "trainer.max_epochs=3",
-                                   "model.d_model=256"]
-    assert to_overrides([("model.s_layers", "[3,2,1]"), ("data.target", "my col")]) == \
-        ["model.s_layers=[3,2,1]", "data.target=my col"]
+                                   "model.net.d_model=256"]
+    assert to_overrides([("model.net.s_layers", "[3,2,1]"), ("data.target", "my col")]) == \
+        ["model.net.s_layers=[3,2,1]", "data.target=my col"]
     hps = from_sm_hps(json.dumps({"trainer__max_epochs": 2, "seed": 7, "sagemaker_region": "x"}))
     assert merge(hps, [("seed", "8")]) == [("trainer.max_epochs", "2"), ("seed", "8")]
     for key in ("trainer.max_epochs", "+trainer.gradient_clip_val", "++callbacks.a._target_"):

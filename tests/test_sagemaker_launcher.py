@@ -23,7 +23,7 @@ from sagemaker_jobs.metrics import METRIC_DEFINITIONS  # noqa: E402
 # The SDK imports its own deprecated module (sagemaker.train.configs) internally.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 ROLE = "arn:aws:iam::123456789012:role/SageMakerRole"
-TOKENS = ["experiment=etth1_M_24", "trainer.max_epochs=3", "model.d_model=256",
+TOKENS = ["experiment=etth1_M_24", "trainer.max_epochs=3", "model.net.d_model=256",
           "+trainer.gradient_clip_val=1.0", "instance_type=ml.g5.xlarge", "spot=true",
           f"role={ROLE}", "data=s3://my-data/ett/"]
 
@@ -194,6 +194,6 @@ print("ARGS " + json.dumps(args))
     assert sourced.args[:2] == ["--experiment", "etth1_M_24"]
     _, pairs = parse_cli(sourced.args)
     assert to_overrides(pairs) == ["experiment=etth1_M_24", "trainer.max_epochs=3",
-                                   "model.d_model=256", "+trainer.gradient_clip_val=1.0"]
+                                   "model.net.d_model=256", "+trainer.gradient_clip_val=1.0"]
     # the spelling the issue shows would stop the container before the entry point
     assert container({"trainer.max_epochs": "3"}).returncode == 9

@@ -21,10 +21,7 @@ from tests.conftest import ETT_DIR
 
 REPO = Path(__file__).resolve().parents[1]
 # TINY (tests/conftest.py) as key=value hyperparameters, plus a short test loop.
-TINY_HPS = ["experiment=etth1_M_24", "model.d_model=16", "model.n_heads=2", "model.d_ff=32",
-            "model.factor=3", "trainer.max_epochs=1", "trainer.limit_train_batches=4",
-            "trainer.limit_val_batches=2", "trainer.limit_test_batches=2",
-            "trainer.enable_model_summary=false", "plot=false"]
+TINY_HPS = ["experiment=etth1_M_24", "debug=tiny", "trainer.limit_test_batches=2", "plot=false"]
 
 
 def opt_ml(root: Path) -> Path:
@@ -203,11 +200,11 @@ def test_local_rehearsal_rerun_in_the_same_tree_resumes(job, capfd):
 
 
 def test_local_rehearsal_reports_a_user_error(tmp_path, capfd):
-    code, root = local_train.run(["experiment=etth1_M_24", "model.d_model=15"],
+    code, root = local_train.run(["experiment=etth1_M_24", "model.net.d_model=15"],
                                  ETT_DIR / "ETTh1.csv", root=tmp_path / "ml", gpus=0)
     assert code == 2
     failure = (root / "output" / "failure").read_text().strip()
-    assert failure.startswith("model.d_model: expected a multiple of n_heads")
+    assert failure.startswith("model.net.d_model: expected a multiple of n_heads")
     assert "Traceback" not in capfd.readouterr().err
 
 

@@ -31,8 +31,8 @@ def test_run_directory_holds_every_output(trained):
         assert isinstance(metrics[key], float), key
     assert metrics["test/rmse"] == pytest.approx(metrics["test/mse"] ** 0.5)
     config = yaml.safe_load((trained / "config.yaml").read_text())
-    assert config["data"]["seq_len"] == 48 and config["model"]["factor"] == 3  # resolved
-    assert config["model"]["d_model"] == 16
+    assert config["data"]["seq_len"] == 48 and config["model"]["net"]["factor"] == 3  # resolved
+    assert config["model"]["net"]["d_model"] == 16
 
 
 def test_artifact_round_trip_predicts_like_the_checkpoint(trained):
@@ -110,15 +110,16 @@ def test_seeded_runs_are_bit_identical(train_cfg, tmp_path):
 
 def test_overrides_and_experiment_presets_compose(ett_dir):
     cfg = compose_cfg("train", ["experiment=etth1_S_168", "model=informer_stack",
-                                "model.d_model=256", "trainer.max_epochs=2"])
+                                "model.net.d_model=256", "trainer.max_epochs=2"])
     assert (cfg.data.features, cfg.data.seq_len, cfg.data.label_len, cfg.data.pred_len) == \
         ("S", 720, 336, 168)
-    assert (cfg.model.seq_len, cfg.model.pred_len, cfg.model.d_model) == (720, 168, 256)
-    assert list(cfg.model.s_layers) == [3, 2, 1] and cfg.model.e_layers == 2
+    net = cfg.model.net
+    assert (net.seq_len, net.pred_len, net.d_model) == (720, 168, 256)
+    assert list(net.s_layers) == [3, 2, 1] and net.e_layers == 2
     assert cfg.trainer.max_epochs == 2 and cfg.task_name == "etth1_S_168"
     m2 = compose_cfg("train", ["experiment=ettm2_M_288"])
     assert (m2.data.file, m2.data.freq, m2.data.split) == ("ETTm2.csv", "15min", "ett_minute")
-    assert compose_cfg("train", ["experiment=etth1_M_24"]).model.factor == 3
+    assert compose_cfg("train", ["experiment=etth1_M_24"]).model.net.factor == 3
     assert compose_cfg("train", []).data.data_dir == str(ett_dir)  # INFORMER_DATA_DIR
 
 
@@ -132,21 +133,20 @@ def test_every_paper_preset_builds_a_valid_model():
     for name in presets:
         cfg = compose_cfg("train", [f"experiment={name}"])
         assert cfg.data.pred_len == int(name.rsplit("_", 1)[1])
-        fields = {k: v for k, v in cfg.model.items() if k not in ("_target_", "lr", "lr_decay")}
-        InformerConfig.from_dict(fields)
+        InformerConfig(**cfg.model.net)
 
 
 def test_multirun_sweep_writes_one_run_per_value(tmp_path):
     env = {**os.environ, "INFORMER_DATA_DIR": str(ETT_DIR)}
     proc = subprocess.run(
         [sys.executable, "-m", "informer.cli.train", "-m", "experiment=etth1_M_24", *TINY,
-         "trainer.limit_test_batches=1", "export_artifact=false", "model.d_model=8,16",
+         "trainer.limit_test_batches=1", "export_artifact=false", "model.net.d_model=8,16",
          f"hydra.sweep.dir={tmp_path}"], cwd=tmp_path, env=env, capture_output=True,
         text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     for i, d_model in enumerate((8, 16)):
         config = yaml.safe_load((tmp_path / str(i) / "config.yaml").read_text())
-        assert config["model"]["d_model"] == d_model
+        assert config["model"]["net"]["d_model"] == d_model
         assert (tmp_path / str(i) / "metrics.json").is_file()
 
 

@@ -14,19 +14,23 @@ import hydra
 import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.utilities.exceptions import SIGTERMException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from informer.artifact import save_artifact
 from informer.checkpointing import AtomicCheckpointIO
 from informer.cli.common import check_overrides, config_dir, user_errors
+from informer.errors import InformerError
 from informer.files import atomic_write_json, atomic_write_text
 from informer.precision import resolve_precision, trainer_device_type
+from informer.upgrade import upgrade_argv
 
 log = logging.getLogger(__name__)
 
 
-def _instantiate_all(group: DictConfig | None) -> list[Any]:
-    return [instantiate(c) for c in (group or {}).values() if c and "_target_" in c]
+def _instantiate_all(group: DictConfig | ListConfig | None) -> list[Any]:
+    """The objects of a config group or list (entries without ``_target_`` are skipped)."""
+    items = group.values() if isinstance(group, DictConfig) else (group or [])
+    return [instantiate(c) for c in items if c and "_target_" in c]
 
 
 def plot_test_split(artifact: Path, csv: Path, out_dir: Path, max_origins: int = 64) -> None:
@@ -70,6 +74,29 @@ def until_sigterm(stage: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         sys.exit(128 + signal.SIGTERM)
 
 
+def trainer_contract(trainer: DictConfig) -> dict[str, Any]:
+    """Trainer flags this code depends on, set whatever the preset or overrides say.
+
+    - ``use_distributed_sampler=False``: under torch.distributed the DataModule gives each
+      process its own share of the windows (validation and test windows unrepeated, so every
+      window counts exactly once); Lightning's sampler on top would shard them a second time and
+      each process would see 1/world_size of its share. An explicit ``true`` is refused.
+    - ``plugins``: :class:`AtomicCheckpointIO` (atomic checkpoint writes, weights-only loads).
+    """
+    if trainer.get("use_distributed_sampler") is True:
+        raise InformerError(
+            "trainer.use_distributed_sampler: expected false; the data module shards windows "
+            "across processes itself (each validation/test window counted once), and "
+            "Lightning's sampler would shard them again")
+    from lightning.fabric.plugins import CheckpointIO
+
+    plugins = _instantiate_all(trainer.get("plugins"))
+    if any(isinstance(p, CheckpointIO) for p in plugins):
+        raise InformerError("trainer.plugins: expected no CheckpointIO plugin; checkpoints are "
+                            "written by informer's AtomicCheckpointIO (atomic, weights-only)")
+    return {"use_distributed_sampler": False, "plugins": [*plugins, AtomicCheckpointIO()]}
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Run one training job; returns the flat metrics written to ``metrics.json``."""
     if cfg.get("seed") is not None:
@@ -80,15 +107,15 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.prepare_data()
     datamodule.setup("fit")
     schema = datamodule.schema
-    model = instantiate(cfg.model, _convert_="object", enc_in=schema.enc_in, dec_in=schema.enc_in,
-                        c_out=schema.c_out, schema=schema.to_dict())
+    model = instantiate(cfg.model, net={"enc_in": schema.enc_in, "dec_in": schema.enc_in,
+                                        "c_out": schema.c_out}, schema=schema.to_dict())
 
     # "auto": bf16 autocast where the hardware runs it fast, else fp32 (informer.precision)
     cfg.trainer.precision = resolve_precision(cfg.trainer.get("precision", "auto"),
                                               trainer_device_type(cfg.trainer.get("accelerator")))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
                                      logger=_instantiate_all(cfg.get("logger")) or False,
-                                     plugins=[AtomicCheckpointIO()])
+                                     **trainer_contract(cfg.trainer))
     resolved = OmegaConf.to_container(cfg, resolve=True)
     if trainer.is_global_zero:
         atomic_write_text(output_dir / "config.yaml", OmegaConf.to_yaml(resolved))
@@ -121,7 +148,8 @@ def _main(cfg: DictConfig) -> float | None:
 
 
 def main() -> None:
-    """Console entry: overrides are checked before Hydra starts the run."""
+    """Console entry: 0.1 spellings are rewritten and overrides checked before Hydra starts."""
+    upgrade_argv()
     check_overrides("train")
     _main()
 
