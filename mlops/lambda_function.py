@@ -8,7 +8,10 @@ Input: the EventBridge event "SageMaker Model Package State Change". Only
 an unknown status) raises :class:`MalformedEvent` naming the field, also with no AWS call.
 
 Names come from the group and version (``<group>-v<version>``), so a repeated delivery finds the
-model and the job already there and starts nothing. Every step is one JSON log line.
+model and the job already there and starts nothing. A job that ended ``Failed`` or ``Stopped``
+is retried: SageMaker job names are unique for ever, so the retry is a new job,
+``<group>-v<version>-r2``, ``-r3``, ... (up to :data:`MAX_ATTEMPTS`), writing to the same
+output prefix. Every step is one JSON log line.
 
 Environment (defaults in brackets):
 
@@ -49,10 +52,16 @@ SOURCE = "aws.sagemaker"
 APPROVED = "Approved"
 STATUSES = ("Approved", "PendingManualApproval", "Rejected")  # SageMaker's ModelApprovalStatus
 NAME_LIMIT = 63  # SageMaker model and job names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
+RETRYABLE = ("Failed", "Stopped")  # a job in these states is started again under a new name
+MAX_ATTEMPTS = 10
 
 
 class MalformedEvent(ValueError):
     """The input is not a model package state change event this function can read."""
+
+
+class RetriesExhausted(RuntimeError):
+    """Every transform job attempt of a package ended Failed or Stopped."""
 
 
 class ConfigError(ValueError):
@@ -192,10 +201,10 @@ def parse_event(event: Any) -> PackageEvent:
     return PackageEvent(group, int(version), arn, status)
 
 
-def resource_name(group: str, version: int) -> str:
-    """``<group>-v<version>``, valid as a model and job name; a long group is cut and given a
-    hash so different groups never share a name."""
-    suffix = f"-v{version}"
+def resource_name(group: str, version: int, attempt: int = 1) -> str:
+    """``<group>-v<version>`` (``-r<attempt>`` from the second attempt), valid as a model and
+    job name; a long group is cut and given a hash so different groups never share a name."""
+    suffix = f"-v{version}" + (f"-r{attempt}" if attempt > 1 else "")
     base = re.sub(r"[^A-Za-z0-9-]", "-", group).strip("-") or "model"
     if len(base) + len(suffix) > NAME_LIMIT or base != group:
         digest = hashlib.sha256(group.encode()).hexdigest()[:8]
@@ -259,6 +268,29 @@ def _create_once(create: Callable[..., Any], describe: Callable[..., Any], what:
     return "created"
 
 
+def _start_transform(sm: Any, settings: Settings, package: PackageEvent, model_name: str
+                     ) -> tuple[str, dict[str, Any]]:
+    """``("created" | "exists", request)``: the package's latest transform job attempt, a new
+    attempt when every earlier one ended Failed or Stopped."""
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        name = resource_name(package.group, package.version, attempt)
+        request = {**transform_request(settings, package, name), "ModelName": model_name}
+        key = {"TransformJobName": name}
+        found = _exists(sm.describe_transform_job, **key)
+        status = (found or {}).get("TransformJobStatus")
+        if status in RETRYABLE:
+            log("transform job ended without output; retrying under a new name", **key,
+                job_status=status, failure_reason=found.get("FailureReason"))
+            continue
+        if found is not None:
+            log("transform job already exists; not creating it again", **key, job_status=status)
+            return "exists", request
+        return _create_once(sm.create_transform_job, sm.describe_transform_job,
+                            "transform job", request, key), request
+    raise RetriesExhausted(f"transform job {resource_name(package.group, package.version)}: "
+                       f"{MAX_ATTEMPTS} attempts ended Failed or Stopped; not retrying again")
+
+
 def lambda_handler(event: Any, context: Any = None, *, client: Any = None,
                    environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Handle one model package state change event (see the module docstring)."""
@@ -287,11 +319,15 @@ def lambda_handler(event: Any, context: Any = None, *, client: Any = None,
          "Containers": [{"ModelPackageName": package.arn}],
          "Tags": [{"Key": "ModelPackageArn", "Value": package.arn}]},
         {"ModelName": name})
-    request = transform_request(settings, package, name)
-    job = _create_once(sm.create_transform_job, sm.describe_transform_job, "transform job",
-                       request, {"TransformJobName": name})
+    try:
+        job, request = _start_transform(sm, settings, package, name)
+    except RetriesExhausted as err:
+        log("failed", level="ERROR", error=str(err), model=model, **fields)
+        return {"status": "failed", "reason": str(err), "model_name": name, "model": model,
+                **fields}
+    job_name = request["TransformJobName"]
     output = request["TransformOutput"]["S3OutputPath"]
     status = "started" if job == "created" else "already_started"
-    log(status, model=model, transform_job_name=name, output=output, **fields)
-    return {"status": status, "model_name": name, "model": model, "transform_job_name": name,
-            "output": output, **fields}
+    log(status, model=model, transform_job_name=job_name, output=output, **fields)
+    return {"status": status, "model_name": name, "model": model,
+            "transform_job_name": job_name, "output": output, **fields}

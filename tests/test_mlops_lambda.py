@@ -263,3 +263,51 @@ def test_lambda_module_uses_the_standard_library_and_boto3_only():
     imported |= {n.module.split(".")[0] for n in ast.walk(tree)
                  if isinstance(n, ast.ImportFrom) and n.module}
     assert imported - set(sys.stdlib_module_names) == {"boto3"}
+
+
+@pytest.mark.parametrize("ended", ["Failed", "Stopped"])
+def test_a_failed_or_stopped_job_is_retried_under_a_new_name(sm, capsys, ended):
+    """SageMaker job names are unique for ever: a job that ended Failed or Stopped is started
+    again as ``<name>-r2`` (same model, same output); a later delivery starts nothing more."""
+    arn = package_arn(sm)
+
+    class EndedFirst(Counting):
+        def __getattr__(self, name):
+            attr = super().__getattr__(name)
+            if name != "describe_transform_job":
+                return attr
+
+            def describe(**kwargs):
+                job = attr(**kwargs)
+                if kwargs["TransformJobName"] == "informer-models-v1":
+                    return {**job, "TransformJobStatus": ended, "FailureReason": "instance died"}
+                return job
+            return describe
+
+    client = EndedFirst(sm)
+    first = fn.lambda_handler(event(arn), None, client=client, environ=ENV)
+    assert first["transform_job_name"] == "informer-models-v1"
+    retry = fn.lambda_handler(event(arn), None, client=client, environ=ENV)
+    assert (retry["status"], retry["transform_job_name"]) == ("started", "informer-models-v1-r2")
+    assert retry["model_name"] == "informer-models-v1" and retry["model"] == "exists"
+    assert transform_jobs(sm) == ["informer-models-v1", "informer-models-v1-r2"]
+    job = sm.describe_transform_job(TransformJobName="informer-models-v1-r2")
+    assert job["ModelName"] == "informer-models-v1"
+    assert job["TransformOutput"]["S3OutputPath"] == \
+        "s3://informer-bucket/forecasts/informer-models/v1/"
+    later = fn.lambda_handler(event(arn), None, client=client, environ=ENV)
+    assert (later["status"], later["transform_job_name"]) == ("already_started",
+                                                             "informer-models-v1-r2")
+    assert client.creates == ["create_model", "create_transform_job", "create_transform_job"]
+    retried = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert any(line["message"].startswith("transform job ended without output; retrying") and
+               line["job_status"] == ended for line in retried)
+
+
+def test_retry_names_stay_valid_and_distinct():
+    long = "g" * 80
+    names = {fn.resource_name(group, version, attempt) for group in ("informer-models", long)
+             for version in (1, 12) for attempt in (1, 2, 10)}
+    assert len(names) == 12
+    assert all(len(n) <= fn.NAME_LIMIT and n[0].isalnum() for n in names)
+    assert fn.resource_name("informer-models", 1, 2) == "informer-models-v1-r2"

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing as mp
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -70,3 +74,32 @@ def test_concurrent_writers_leave_a_consistent_registry(tmp_path):
     statuses = [e["status"] for _, e in events]
     assert all(a != b for a, b in zip(statuses, statuses[1:]))  # changes alternate
     assert registry.package("g", 1)["ModelApprovalStatus"] == statuses[-1]
+
+
+def _cli(state, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "INFORMER_MLOPS_HOME": str(state)}
+    return subprocess.run([sys.executable, "-m", "mlops.cli", "local", *args], env=env,
+                          cwd=state.parent, capture_output=True, text=True, timeout=120)
+
+
+def test_status_json_is_json_only_and_logs_stay_off_stdout(tmp_path):
+    """``local status --json`` re-delivers a pending event and prints the report only; the
+    Lambda's JSON log lines go to ``logs/lambda.log``; ``local reject`` prints its result."""
+    from mlops.local.approval import state_change_event
+
+    state = tmp_path / "state"
+    registry = Registry(state / "registry.db")
+    registry.register("g", "s3://informer-mlops/informer/models/x/model.tar.gz", {})
+    registry.register("g", "s3://informer-mlops/informer/models/y/model.tar.gz", {})
+    registry.set_status("g", 1, "Rejected", make_event=state_change_event)  # left pending
+    status = _cli(state, "status", "--json")
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)
+    assert [r["status"] for r in report["redelivered"]] == ["ignored"]
+    assert report["undelivered_events"] == 0
+    logged = [json.loads(line) for line in (state / "logs" / "lambda.log").read_text()
+              .splitlines()]
+    assert [line["message"] for line in logged] == ["ignored"]
+    reject = _cli(state, "reject", "g", "--version", "2")
+    assert reject.returncode == 0, reject.stderr
+    assert reject.stdout == "g v2: Rejected\n"

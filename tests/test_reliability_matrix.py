@@ -705,3 +705,77 @@ def test_registry_crash_before_delivery_resends_once(tmp_path, capsys):
         ["informer-models-v1"]
     assert Registry(tmp_path / "registry.db").pending_events() == []
     capsys.readouterr()
+
+
+# fault: `informer-mlops local approve` killed while its transform job runs ---------------------
+def _local_loop_with_a_registered_model(model: Path, state: Path, histories: int) -> None:
+    """A state directory holding ``model`` as ``informer-models`` v1 (pending approval) and
+    ``histories`` CSV histories as the group's transform input."""
+    import tarfile
+
+    from mlops.local.registry import Registry
+    from mlops.local.state import StateDir
+
+    local = StateDir(state)
+    uri = local.s3_uri("informer/models/e1/model.tar.gz")
+    local.s3_path(uri).parent.mkdir(parents=True)
+    with tarfile.open(local.s3_path(uri), "w:gz") as tar:
+        for path in model.iterdir():
+            tar.add(path, arcname=path.name)
+    inputs = local.s3_path(local.s3_uri("batch-input/informer-models/x"))
+    inputs.parent.mkdir(parents=True)
+    for i in range(histories):
+        frame(20, start=f"2018-06-{1 + i % 28:02d}").to_csv(inputs.parent / f"h{i:03d}.csv",
+                                                              index=False)
+    Registry(local.registry).register("informer-models", uri, {"mse": 0.4})
+
+
+def _jobs(state: Path) -> list[tuple[str, str]]:
+    from mlops.local.registry import Registry
+
+    return [(r["name"], r["status"]) for r in Registry(state / "registry.db").query(
+        "SELECT name, status FROM transform_jobs ORDER BY created")]
+
+
+def test_approve_killed_during_transform_is_found_failed_and_retried(model, tmp_path,
+                                                                      one_thread):
+    """SIGKILL to ``local approve`` while its transform job runs: the job's record names the
+    dead process, so the next ``local status`` marks it Failed with the reason and the
+    re-delivered event starts it again under a new name (``-r2``), which writes every
+    forecast; ``--json`` prints the JSON report and nothing else."""
+    state = tmp_path / "state"
+    _local_loop_with_a_registered_model(model, state, histories=150)
+    env = {**one_thread, "INFORMER_MLOPS_HOME": str(state)}
+    approve = subprocess.Popen([sys.executable, "-m", "mlops.cli", "local", "approve",
+                                "informer-models"], cwd=tmp_path, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (state / "registry.db").is_file() or not _jobs(state):
+        assert approve.poll() is None and time.monotonic() < deadline, approve.stderr.read()
+        time.sleep(0.01)
+    approve.send_signal(signal.SIGKILL)
+    approve.wait()
+    assert _jobs(state) == [("informer-models-v1", "InProgress")], "finished before the kill"
+    forecasts = state / "forecasts" / "informer-models" / "v1"
+
+    status = subprocess.run([sys.executable, "-m", "mlops.cli", "local", "status", "--json"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert status.returncode == 0, status.stderr
+    report = json.loads(status.stdout)  # JSON only: the Lambda's log lines are not on stdout
+    jobs = {j["TransformJobName"]: j for j in report["transform_jobs"]}
+    assert list(jobs) == ["informer-models-v1", "informer-models-v1-r2"]
+    killed = jobs["informer-models-v1"]
+    assert killed["TransformJobStatus"] == "Failed"
+    assert killed["FailureReason"].startswith(
+        f"the process running the job (pid {approve.pid} on host ")
+    assert jobs["informer-models-v1-r2"]["TransformJobStatus"] == "Completed"
+    assert [r["transform_job_name"] for r in report["redelivered"]] == ["informer-models-v1-r2"]
+    assert report["undelivered_events"] == 0
+    assert sorted(p.name for p in forecasts.glob("h*.csv")) == [f"h{i:03d}.csv"
+                                                               for i in range(150)]
+    again = subprocess.run([sys.executable, "-m", "mlops.cli", "local", "approve",
+                            "informer-models"], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert _jobs(state) == [("informer-models-v1", "Failed"),
+                            ("informer-models-v1-r2", "Completed")]  # no third job

@@ -3,11 +3,15 @@ State Change" event to the same Lambda handler AWS runs, with the local SageMake
 
 The status change and its event are stored in one registry transaction; an event is marked
 delivered only after the handler returned, and every command first re-delivers what a crash
-left undelivered (the handler's idempotency keeps that to one transform job).
+left undelivered (the handler's idempotency keeps that to one transform job). Approving an
+approved version again re-sends its event, which retries a transform job that failed.
+The handler's log lines (JSON, one per step) are appended to ``logs/lambda.log``, never to
+stdout, which carries the commands' results only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from typing import Any
 
@@ -46,8 +50,11 @@ def deliver_pending(state: StateDir, registry: Registry) -> list[dict[str, Any]]
     client = LocalSageMaker(state, registry)
     for event_id, event in registry.pending_events():
         group = event["detail"]["ModelPackageGroupName"]
-        results.append(lambda_function.lambda_handler(
-            event, client=client, environ=lambda_environment(state, group)))
+        state.lambda_log.parent.mkdir(parents=True, exist_ok=True)
+        with open(state.lambda_log, "a", encoding="utf-8") as log, \
+                contextlib.redirect_stdout(log):
+            results.append(lambda_function.lambda_handler(
+                event, client=client, environ=lambda_environment(state, group)))
         registry.mark_delivered(event_id)
     return results
 
@@ -57,5 +64,9 @@ def change_status(state: StateDir, group: str, version: int | None, status: str
     """Set the status (queuing the event atomically), then deliver the outstanding events."""
     registry = Registry(state.registry)
     deliver_pending(state, registry)  # first repair what an earlier crash left behind
-    package, _ = registry.set_status(group, version, status, make_event=state_change_event)
+    package, event_id = registry.set_status(group, version, status,
+                                            make_event=state_change_event)
+    if event_id is None and status == lambda_function.APPROVED:
+        # approved again: re-send the event, so a failed transform job is retried
+        registry.queue_event(package["ModelPackageArn"], state_change_event(package))
     return package, deliver_pending(state, registry)

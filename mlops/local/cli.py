@@ -59,14 +59,23 @@ def settings_from(tokens: list[str]) -> Any:
 
 
 def _recover(state: StateDir, quiet: bool = False) -> list[dict[str, Any]]:
-    """Deliver the events an interrupted command left behind (every local command does)."""
+    """Deliver the events an interrupted command left behind (every local command does); a
+    note per event on stderr unless ``quiet``."""
     from mlops.local.approval import deliver_pending
     from mlops.local.registry import Registry
 
     results = deliver_pending(state, Registry(state.registry))
     for result in results if not quiet else ():
-        print(f"re-delivered a pending event: {json.dumps(result, default=str)}")
+        print(f"re-delivered a pending event: {_outcome(result)}", file=sys.stderr)
     return results
+
+
+def _outcome(result: dict[str, Any]) -> str:
+    """One line for a Lambda result: the version, what it did and the transform job."""
+    what = f"{result.get('group')} v{result.get('version')}: {result['status']}"
+    if result.get("transform_job_name"):
+        what += f" (transform job {result['transform_job_name']})"
+    return what + (f" ({result['reason']})" if result.get("reason") else "")
 
 
 def cmd_run(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
@@ -76,23 +85,51 @@ def cmd_run(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     _recover(state)
     summary = run_pipeline(state, settings_from(args.tokens))
     package = summary["package"]
-    print(f"registered {package['ModelPackageGroupName']} v{package['ModelPackageVersion']} "
-          f"as {package['ModelApprovalStatus']}; approve it with: informer-mlops local approve "
-          f"{package['ModelPackageGroupName']} --version {package['ModelPackageVersion']}")
+    group, version = package["ModelPackageGroupName"], package["ModelPackageVersion"]
+    print(f"registered {group} v{version} as {package['ModelApprovalStatus']}")
+    print(f"model: {_shown(state.model(group, version))}")
+    print(f"metrics: {_shown(state.logs / summary['execution'] / 'summary.json')}")
+    if package["ModelApprovalStatus"] != "Approved":
+        print(f"next: informer-mlops local approve {group} --version {version}")
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it is below it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _status_change(args: argparse.Namespace, status: str) -> None:
     from mlops.local.approval import change_status
+    from mlops.local.client import LocalSageMaker
 
     state = _state(args)
     package, results = change_status(state, args.group, args.version, status)
-    for result in results:
-        print(json.dumps(result, default=str))
     version = package["ModelPackageVersion"]
     print(f"{args.group} v{version}: {package['ModelApprovalStatus']}")
-    folder = state.forecasts(args.group, version)
-    if status == "Approved" and folder.is_dir():
-        print(f"forecasts: {folder}")
+    client = LocalSageMaker(state)
+    failed = []
+    for result in results:
+        name = result.get("transform_job_name")
+        if not name:
+            continue
+        job = client.describe_transform_job(name)
+        line = f"transform job {name}: {job['TransformJobStatus']}"
+        if job.get("FailureReason"):
+            line += f" ({job['FailureReason']})"
+            failed.append(line)
+        print(line)
+    if status == "Approved":
+        if state.model(args.group, version).is_dir():
+            print(f"model: {_shown(state.model(args.group, version))}")
+        folder = state.forecasts(args.group, version)
+        if folder.is_dir():
+            print(f"forecasts: {_shown(folder)}")
+    if failed:
+        print(f"error: {failed[-1]} (log: {_shown(state.lambda_log)})", file=sys.stderr)
+        sys.exit(1)
 
 
 def cmd_approve(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
@@ -115,7 +152,7 @@ def status_report(state: StateDir) -> dict[str, Any]:
 
 def cmd_status(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     state = _state(args)
-    redelivered = _recover(state, quiet=args.json)
+    redelivered = _recover(state, quiet=args.json)  # --json: stdout holds the JSON only
     report = status_report(state)
     if args.json:
         print(json.dumps({**report, "redelivered": redelivered}, indent=2, default=str))

@@ -4,6 +4,10 @@
 ``create_transform_job`` runs the local Batch Transform (``informer-transform``, the same
 inference handlers as the serving container) synchronously on the object-store copy of the
 input prefix, then writes QuickSight-ready CSVs to ``forecasts/<group>/v<version>/``.
+
+A job's record names the process running it (pid, host, start time). ``describe_transform_job``
+marks an ``InProgress`` job whose process has died ``Failed`` with the reason, as SageMaker does
+when a job's instance dies; the approval Lambda then retries it under a new name.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 import pandas as pd
 
+from mlops.local.process import Owner
 from mlops.local.registry import Registry, now
 from mlops.local.state import StateDir
 
@@ -28,7 +33,7 @@ class LocalClientError(Exception):
         self.response = {"Error": {"Code": code, "Message": message}}
 
 
-def _safe_extract(archive: Path, target: Path) -> None:
+def safe_extract(archive: Path, target: Path) -> None:
     with tarfile.open(archive) as tar:
         for member in tar.getmembers():
             if member.name.startswith("/") or ".." in Path(member.name).parts or \
@@ -74,10 +79,12 @@ class LocalSageMaker:
     # transform jobs ------------------------------------------------------------------------
     def create_transform_job(self, **request: Any) -> dict[str, Any]:
         name = request["TransformJobName"]
+        owner = Owner.current()
         rows = self.registry.execute(
-            "INSERT OR IGNORE INTO transform_jobs (name, model_name, status, request, created) "
-            "VALUES (?, ?, 'InProgress', ?, ?) RETURNING name",
-            (name, request["ModelName"], json.dumps(request), now()))
+            "INSERT OR IGNORE INTO transform_jobs (name, model_name, status, request, created, "
+            "pid, host, started) VALUES (?, ?, 'InProgress', ?, ?, ?, ?, ?) RETURNING name",
+            (name, request["ModelName"], json.dumps(request), now(), owner.pid, owner.host,
+             owner.started))
         if not rows:
             raise LocalClientError("ValidationException",
                                    f"Cannot create already existing transform job {name!r}")
@@ -93,15 +100,32 @@ class LocalSageMaker:
         self.registry.execute("UPDATE transform_jobs SET status = ?, finished = ?, failure = ? "
                               "WHERE name = ?", (status, now(), failure, name))
 
+    def _reap(self, row: Any) -> None:
+        """Mark an ``InProgress`` job whose process died ``Failed`` (once, atomically)."""
+        if row["status"] != "InProgress" or row["pid"] is None:
+            return
+        owner = Owner(row["pid"], row["host"], row["started"])
+        if not owner.is_dead():
+            return
+        reason = (f"the process running the job ({owner.describe()}) ended before it "
+                  f"finished; approve the version again or run informer-mlops local status "
+                  f"to retry it")
+        self.registry.execute("UPDATE transform_jobs SET status = 'Failed', finished = ?, "
+                              "failure = ? WHERE name = ? AND status = 'InProgress'",
+                              (now(), reason, row["name"]))
+
     def describe_transform_job(self, TransformJobName: str) -> dict[str, Any]:  # noqa: N803
-        rows = self.registry.query("SELECT * FROM transform_jobs WHERE name = ?",
-                                   (TransformJobName,))
+        query = ("SELECT * FROM transform_jobs WHERE name = ?", (TransformJobName,))
+        rows = self.registry.query(*query)
         if not rows:
             raise LocalClientError("ValidationException",
                                    f"Could not find transform job {TransformJobName!r}")
-        row = rows[0]
+        self._reap(rows[0])
+        row = self.registry.query(*query)[0]
         out = {**json.loads(row["request"]), "TransformJobStatus": row["status"],
                "CreationTime": row["created"], "TransformEndTime": row["finished"]}
+        if row["pid"] is not None:
+            out["LocalProcess"] = {"Pid": row["pid"], "Host": row["host"]}
         if row["failure"]:
             out["FailureReason"] = row["failure"]
         return out
@@ -121,7 +145,7 @@ class LocalSageMaker:
                                     ["S3Uri"])
         output = self.state.s3_path(request["TransformOutput"]["S3OutputPath"])
         with tempfile.TemporaryDirectory(prefix="informer-local-model-") as tmp:
-            _safe_extract(model_data, Path(tmp))
+            safe_extract(model_data, Path(tmp))
             written = transform.run(
                 tmp, source, output, request["TransformInput"].get("ContentType"),
                 request["TransformOutput"].get("Accept"),

@@ -35,8 +35,11 @@ CREATE TABLE IF NOT EXISTS models (
     name TEXT PRIMARY KEY, package_arn TEXT NOT NULL, created TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS transform_jobs (
     name TEXT PRIMARY KEY, model_name TEXT NOT NULL, status TEXT NOT NULL, request TEXT NOT NULL,
-    created TEXT NOT NULL, finished TEXT, failure TEXT);
+    created TEXT NOT NULL, finished TEXT, failure TEXT, pid INTEGER, host TEXT, started TEXT);
 """
+# columns added after the first release: (table, column, type), added to older databases
+ADDED_COLUMNS = (("transform_jobs", "pid", "INTEGER"), ("transform_jobs", "host", "TEXT"),
+                 ("transform_jobs", "started", "TEXT"))
 
 
 class RegistryError(ValueError):
@@ -72,6 +75,14 @@ class Registry:
         db = self._connect()
         try:
             db.executescript(SCHEMA)
+            for table, column, kind in ADDED_COLUMNS:
+                have = {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    try:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+                    except sqlite3.OperationalError as err:  # another process added it first
+                        if "duplicate column" not in str(err):
+                            raise
         finally:
             db.close()
 
@@ -171,6 +182,12 @@ class Registry:
         """Undelivered events as ``(id, event)``, oldest first."""
         return [(r["id"], json.loads(r["body"])) for r in
                 self.query("SELECT id, body FROM events WHERE delivered IS NULL ORDER BY id")]
+
+    def queue_event(self, arn: str, event: dict[str, Any]) -> int:
+        """Queue ``event`` for the package ``arn`` again (a retry of its handler)."""
+        with self.transaction() as db:
+            return db.execute("INSERT INTO events (package_arn, body, created) VALUES (?, ?, ?)",
+                              (arn, json.dumps(event), now())).lastrowid
 
     def mark_delivered(self, event_id: int) -> None:
         with self.transaction() as db:

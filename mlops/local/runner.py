@@ -143,6 +143,7 @@ def run_pipeline(state: StateDir, settings: RunSettings, out: TextIO = sys.stdou
                                                                    state.bucket))),
             metrics, status=settings.approval_status)
         version = package["ModelPackageVersion"]
+        unpack_model(model_tar, state.model(settings.group, version))
         write_batch_input(state, settings, dataset, settings.history_rows or
                           4 * summary["seq_len"])
         target = state.forecasts(settings.group, version)
@@ -175,6 +176,20 @@ def by_step(model_tar: Path, dataset: Path, evaluation: Path, summary: dict[str,
         summary["seq_len"] = forecaster.schema.seq_len
     atomic_write_text(evaluation / "backtest_by_step.csv", result.by_step.to_csv(index=False))
     return f"test mse {result.metrics['mse']:.4f} over {int(result.metrics['windows'])} windows"
+
+
+def unpack_model(model_tar: Path, target: Path) -> Path:
+    """The artifact of ``model.tar.gz`` at ``target`` (for ``informer-eval``/``-forecast``)."""
+    import tempfile
+
+    from informer.files import replace_path
+    from mlops.local.client import safe_extract
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as tmp:
+        safe_extract(model_tar, Path(tmp) / "model")
+        replace_path(Path(tmp) / "model", target)
+    return target
 
 
 def write_batch_input(state: StateDir, settings: RunSettings, dataset: Path, rows: int) -> Path:

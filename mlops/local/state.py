@@ -13,7 +13,8 @@ DEFAULT_DIR = ".informer-mlops"
 @dataclass(frozen=True)
 class StateDir:
     """``root/registry.db``, ``root/s3/<bucket>/...`` (laid out like the AWS prefixes),
-    ``root/logs/<execution>/<step>.log``, ``root/forecasts/<group>/v<version>/``."""
+    ``root/logs/<execution>/<step>.log``, ``root/logs/lambda.log``,
+    ``root/models/<group>/v<version>/`` (the artifact), ``root/forecasts/<group>/v<version>/``."""
 
     root: Path
     bucket: str = "informer-mlops"
@@ -47,5 +48,14 @@ class StateDir:
     def logs(self) -> Path:
         return self.root / "logs"
 
+    @property
+    def lambda_log(self) -> Path:
+        """The approval Lambda's JSON log lines (CloudWatch's role)."""
+        return self.logs / "lambda.log"
+
     def forecasts(self, group: str, version: int) -> Path:
         return self.root / "forecasts" / group / f"v{version}"
+
+    def model(self, group: str, version: int) -> Path:
+        """The registered version's model artifact, unpacked (``informer-eval model_path=``)."""
+        return self.root / "models" / group / f"v{version}"
