@@ -1,13 +1,49 @@
-"""Atomic file writes: a temp file in the same directory, then a rename."""
+"""Atomic file writes: a temp file in the same directory, then a rename.
+
+The temp file's private mode (``mkstemp`` creates it 0600) is replaced before the rename: a new
+file gets ``0666 & ~umask``, like any file the process creates with ``open``; a file that is
+replaced keeps its permission bits. A directory built in a temp dir (``mkdtemp``: 0700) gets
+``0777 & ~umask`` when :func:`replace_path` moves it into place.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import stat
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
+
+_UMASK_LOCK = threading.Lock()
+
+
+def umask() -> int:
+    """The process's umask (``/proc/self/status`` where it is shown, else set and restore)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return mask
+
+
+def _mode_for(target: Path, fresh: int) -> int:
+    """``target``'s permission bits when it exists (a file), else ``fresh & ~umask``."""
+    try:
+        current = target.lstat()
+    except OSError:
+        return fresh & ~umask()
+    if stat.S_ISREG(current.st_mode):
+        return stat.S_IMODE(current.st_mode)
+    return fresh & ~umask()
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -17,6 +53,7 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
+            os.fchmod(handle.fileno(), _mode_for(path, 0o666))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -29,8 +66,11 @@ def atomic_write_json(path: str | Path, payload: Any) -> Path:
 
 
 def replace_path(source: str | Path, target: str | Path) -> Path:
-    """Move ``source`` over ``target`` (a file or a whole directory) with renames only."""
+    """Move ``source`` over ``target`` (a file or a whole directory) with renames only; a
+    directory gets ``0777 & ~umask`` (a temp directory is private until then)."""
     source, target = Path(source), Path(target)
+    if source.is_dir() and not source.is_symlink():
+        os.chmod(source, 0o777 & ~umask())
     if target.is_dir() and not target.is_symlink():
         old = target.with_name(f".{target.name}.old")
         shutil.rmtree(old, ignore_errors=True)
