@@ -18,7 +18,7 @@ import torch
 
 from informer.config import InformerConfig
 from informer.data.sources import sha256_file
-from informer.errors import InformerError
+from informer.errors import InformerError, first_line
 from informer.files import replace_path
 from informer.nn.model import Informer
 from informer.schema import DataSchema
@@ -76,7 +76,7 @@ def _read_json(path: Path) -> dict:
         raise InformerError(f"{path}: missing; expected a model artifact directory "
                             f"({WEIGHTS}, {CONFIG}, {MANIFEST})") from err
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
-        raise InformerError(f"{path}: not valid JSON ({_first_line(err)})") from err
+        raise InformerError(f"{path}: not valid JSON ({first_line(err)})") from err
     if not isinstance(payload, dict):
         raise InformerError(f"{path}: expected a JSON object, got {type(payload).__name__}")
     return payload
@@ -112,10 +112,6 @@ def verify_artifact(directory: str | Path) -> dict:
     return config
 
 
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
-
-
 def upgrade_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Weights saved before the value embedding's conv had a bias get a zero one: the same
     function, in the current layout (keys may carry a prefix, as a checkpoint's ``net.``)."""
@@ -139,14 +135,14 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> Lo
     except Exception as err:  # noqa: BLE001 - a refused or broken file is bad input, not a bug
         reason = ("it holds objects other than tensors and plain containers; refused unread"
                   if type(err).__name__ == "UnpicklingError"  # pickle's, raised by torch
-                  else f"{type(err).__name__}: {_first_line(err)[:200]}")
+                  else f"{type(err).__name__}: {first_line(err)[:200]}")
         raise InformerError(f"{Path(path) / WEIGHTS}: not a loadable tensor state dict "
                             f"({reason})") from err
     try:
         net.load_state_dict(upgrade_state_dict(state))
     except (RuntimeError, TypeError, AttributeError) as err:
         raise InformerError(f"{Path(path) / WEIGHTS}: weights do not fit the stored config "
-                            f"({_first_line(err)})") from err
+                            f"({first_line(err)})") from err
     net.to(map_location).eval()
     info = {k: config.get(k) for k in ("format_version", "library_version", "run")}
     return LoadedModel(net=net, schema=DataSchema.from_dict(config["data"]), info=info)

@@ -13,7 +13,7 @@ from typing_extensions import override
 
 from informer.checkpointing import rng_states, set_rng_states
 from informer.config import InformerConfig
-from informer.errors import InformerError
+from informer.errors import InformerError, first_line
 from informer.evaluation import targets, unscale
 from informer.metrics import N_SUMS, error_sums, metrics_from_sums
 from informer.nn.model import Informer
@@ -182,5 +182,4 @@ def _build(factory: Factory, name: str) -> Callable[..., Any]:
     try:
         return instantiate(dict(factory), _partial_=True)
     except InstantiationException as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InformerError(f"model.{name}: {first}") from err
+        raise InformerError(f"model.{name}: {first_line(err)}") from err

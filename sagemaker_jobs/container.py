@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from informer.errors import InformerError
+from informer.errors import InformerError, first_line
 from informer.files import atomic_write_text
 
 DEFAULT_BASE = "/opt/ml"
@@ -115,11 +115,6 @@ def user_cause(err: BaseException | None) -> BaseException | None:
     return None
 
 
-def one_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
 @contextmanager
 def job_errors(failure_file: Path) -> Iterator[None]:
     """User errors: ``error: <reason>`` on stderr, the reason in ``failure``, exit 2, no
@@ -132,16 +127,16 @@ def job_errors(failure_file: Path) -> Iterator[None]:
     except (InformerError, HydraException, OmegaConfBaseException) as err:
         cause = user_cause(err)
         if cause is None:
-            write_failure(failure_file, f"{type(err).__name__}: {one_line(err)}")
+            write_failure(failure_file, f"{type(err).__name__}: {first_line(err)}")
             raise
-        message = one_line(cause)
+        message = first_line(cause)
         write_failure(failure_file, message)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
     except Exception as err:
         last = traceback.extract_tb(err.__traceback__)[-1:]
         where = f" ({last[0].filename}:{last[0].lineno})" if last else ""
-        write_failure(failure_file, f"{type(err).__name__}: {one_line(err)}{where}")
+        write_failure(failure_file, f"{type(err).__name__}: {first_line(err)}{where}")
         raise
 
 

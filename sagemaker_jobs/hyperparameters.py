@@ -24,7 +24,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from informer.cli.common import compose_conf, config_dir
-from informer.errors import InformerError
+from informer.errors import InformerError, first_line
 from informer.upgrade import upgrade_override
 
 _KEY = re.compile(r"^(\+{0,2})([A-Za-z_][A-Za-z0-9_\-]*)((?:[./][A-Za-z0-9_\-]+)*)$")
@@ -213,8 +213,7 @@ def _explain(config_name: str, overrides: list[str], err: Exception) -> Informer
                 return InformerError(f"hyperparameter --{key}: {parent} has no key {part!r}; "
                                      f"expected one of {keys} (use --+{key} to add a key)")
             node = node[part]
-    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return InformerError(f"hyperparameters: {first}")
+    return InformerError(f"hyperparameters: {first_line(err)}")
 
 
 def compose_config(overrides: list[str], config_name: str = "train") -> DictConfig:

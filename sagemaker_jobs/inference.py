@@ -37,7 +37,7 @@ from typing import Any
 import pandas as pd
 
 from informer.data.csv import check_header
-from informer.errors import InformerError
+from informer.errors import InformerError, first_line
 from informer.forecast import Forecaster
 from informer.precision import resolve_precision
 
@@ -145,14 +145,10 @@ def _history(record: Any, where: str, default_id: int) -> tuple[Any, pd.DataFram
         else:
             raise ValueError("expected a list of row objects or an object of column lists")
     except (ValueError, TypeError) as err:
-        raise PayloadError(f"{where}: history: {_first_line(err)}") from err
+        raise PayloadError(f"{where}: history: {first_line(err)}") from err
     if "date" in frame.columns:
         frame["date"] = frame["date"].astype(str)
     return record_id, frame
-
-
-def _first_line(err: BaseException) -> str:
-    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def _json(text: str, where: str) -> Any:
@@ -178,7 +174,7 @@ def input_fn(body: bytes | bytearray | str, content_type: str | None) -> Request
         except (ValueError, csv.Error) as err:  # pandas' ParserError, EmptyDataError
             if isinstance(err, InformerError):
                 raise PayloadError(str(err)) from err
-            raise PayloadError(f"body: not a readable CSV ({_first_line(err)})") from err
+            raise PayloadError(f"body: not a readable CSV ({first_line(err)})") from err
         return Request(kind, [None], [frame], ["body"])
     if kind == JSONLINES:
         # split on "\n" only: str.splitlines() would also split inside JSON strings that hold

@@ -31,8 +31,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from informer.errors import InformerError
-from sagemaker_jobs.container import DEFAULT_CHANNEL, one_line
+from informer.errors import InformerError, first_line
+from sagemaker_jobs.container import DEFAULT_CHANNEL
 from sagemaker_jobs.hyperparameters import compose_config, shell_safe, to_overrides
 from sagemaker_jobs.metrics import METRIC_DEFINITIONS
 from sagemaker_jobs.source import stage_source
@@ -282,14 +282,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         result = train(args.tokens, dry_run=args.dry_run, wait=args.wait)
     except RoleValidationError as err:
-        print(f"error: role: {one_line(err)} Pass role=<IAM role ARN> or set SAGEMAKER_ROLE_ARN.",
+        print(f"error: role: {first_line(err)} Pass role=<IAM role ARN> or set SAGEMAKER_ROLE_ARN.",
               file=sys.stderr)
         sys.exit(2)
     except InformerError as err:
-        print(f"error: {one_line(err)}", file=sys.stderr)
+        print(f"error: {first_line(err)}", file=sys.stderr)
         sys.exit(2)
     except (BotoCoreError, ClientError) as err:
-        print(f"error: AWS: {one_line(err)}", file=sys.stderr)
+        print(f"error: AWS: {first_line(err)}", file=sys.stderr)
         sys.exit(1)
     print(json.dumps(result, indent=2, default=str))
 

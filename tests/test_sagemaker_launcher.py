@@ -71,7 +71,7 @@ def test_dry_run_prints_the_request_and_sends_nothing(aws, capsys):
         "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.6.0-gpu-py312"
     assert spec["MetricDefinitions"] == METRIC_DEFINITIONS
     assert request["HyperParameters"] == {
-        "experiment": "etth1_M_24", "trainer__max_epochs": "3", "model__d_model": "256",
+        "experiment": "etth1_M_24", "trainer__max_epochs": "3", "model__net__d_model": "256",
         "add__trainer__gradient_clip_val": "1.0"}
     assert request["ResourceConfig"] == {"InstanceType": "ml.g5.xlarge", "InstanceCount": 1,
                                          "VolumeSizeInGB": 30}

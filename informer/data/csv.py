@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from informer.errors import InformerError
+from informer.errors import InformerError, first_line
 from informer.schema import check_features
 from informer.timefeatures import normalize_freq
 
@@ -46,7 +46,7 @@ def read_csv(path: str | Path) -> pd.DataFrame:
     except InformerError:
         raise
     except (ValueError, csv.Error) as err:  # pandas' ParserError and EmptyDataError included
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        reason = first_line(err)
         raise InformerError(f"{path}: not a readable CSV file ({reason})") from err
 
 
