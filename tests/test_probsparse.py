@@ -135,3 +135,14 @@ def test_artifacts_keep_their_decoder_selection(tmp_path):
     (artifact / MANIFEST).write_text(json.dumps(manifest))
     inner = load_model(artifact).net.decoder.layers[0].self_attention.inner_attention
     assert inner.causal_selection
+
+
+def test_probsparse_applies_no_attention_dropout_as_documented():
+    """``attention_dropout`` is accepted and not applied (as in the reference code)."""
+    q, k, v = (torch.randn(2, 2, 24, 8) for _ in range(3))
+    outputs = []
+    for rate in (0.0, 0.9):
+        attention = ProbAttention(False, factor=3, attention_dropout=rate).train()
+        torch.manual_seed(5)  # the same key sample in training mode
+        outputs.append(attention(q, k, v)[0])
+    assert torch.equal(*outputs)

@@ -112,6 +112,11 @@ class ProbAttention(nn.Module):
     ``eval_seed`` makes every forecast deterministic and independent of batch composition. The
     query selection carries no gradient (as in the paper: only the selected queries' attention
     is differentiated).
+
+    ``attention_dropout`` is accepted for the same signature as :class:`FullAttention` and is
+    not applied: the reference code's ProbAttention builds its dropout and never calls it, and
+    the paper's results were trained that way. ``model.net.dropout`` therefore reaches the
+    embeddings, feed-forward layers and full attention, not the ProbSparse attention weights.
     """
 
     eval_seed = 0
