@@ -17,6 +17,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from informer.errors import InformerError
+
 _UMASK_LOCK = threading.Lock()
 
 
@@ -80,3 +82,25 @@ def replace_path(source: str | Path, target: str | Path) -> Path:
     else:
         os.replace(source, target)
     return target
+
+
+def check_writable(path: str | Path, field: str) -> Path:
+    """Check, before any work, that a file can be written at ``path`` (its folder may not exist
+    yet): :class:`InformerError` naming ``field`` otherwise. Creates nothing that stays."""
+    path = Path(path)
+    if path.is_dir():
+        raise InformerError(f"{field}: {path} is a directory; expected a file path")
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise InformerError(f"{field}: cannot write {path}: {folder} is not a directory; "
+                            f"expected a path in a writable directory")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{path.name}.", dir=folder)
+    except OSError as err:
+        raise InformerError(f"{field}: cannot write {path} ({err.strerror or err}); expected "
+                            f"a path in a writable directory") from err
+    os.close(fd)
+    os.unlink(probe)
+    return path

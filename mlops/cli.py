@@ -31,7 +31,7 @@ OFFLINE_ROLE = "arn:aws:iam::123456789012:role/informer-sagemaker"
 TELEMETRY_OFF = "SchemaVersion: '1.0'\nSageMaker: {PythonSDK: {Modules: {TelemetryOptOut: true}}}\n"
 
 
-class UserError(Exception):
+class UserError(ValueError):
     """Bad input: reported as one ``error:`` line, exit code 2."""
 
 

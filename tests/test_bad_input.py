@@ -11,7 +11,7 @@ import pytest
 
 from informer.cli.common import user_errors
 from informer.cli.train import train
-from tests.conftest import write_series
+from tests.conftest import REPO, write_series
 
 
 def run_train(cfg, capsys) -> str:
@@ -150,14 +150,81 @@ def test_download_is_checksum_verified(tmp_path, ett_dir):
 
 @pytest.mark.parametrize(("module", "args", "message"), [
     ("informer.cli.train", ["trainer.max_epoch=3"],
-     "error: Could not override 'trainer.max_epoch'. Key 'max_epoch' is not in struct"),
+     "error: trainer.max_epoch: 'trainer' has no key 'max_epoch'; did you mean 'max_epochs'?"),
+    ("informer.cli.train", ["experiment=quickstrat"],
+     "error: experiment=quickstrat: no such option in conf/experiment; did you mean "
+     "'quickstart'?"),
     ("informer.cli.train", ["experiment=nope"],
-     "error: In 'train': Could not find 'experiment/nope'"),
+     f"error: experiment=nope: no such option in conf/experiment; expected one of the "
+     f"{len(list((REPO / 'conf' / 'experiment').glob('*.yaml')))} files in "
+     f"{REPO / 'conf' / 'experiment'}"),
+    ("informer.cli.train", ["logger=csvv"],
+     "error: logger=csvv: no such option in conf/logger; did you mean 'csv'?"),
+    ("informer.cli.train", ["model.net.d_modle=8"],
+     "error: model.net.d_modle: 'model.net' has no key 'd_modle'; did you mean 'd_model'?"),
     ("informer.cli.forecast", ["model=/m", "input=/i", "output=/o", "foo=1"],
-     "error: Could not override 'foo'. Key 'foo' is not in struct"),
+     "error: foo: the config has no key 'foo' (use +foo=... to add one)"),
+    ("informer.cli.forecast", ["model=/m", "input=/i", "output=/o", "strid=2"],
+     "error: strid: the config has no key 'strid'; did you mean 'stride'?"),
 ])
 def test_unknown_override_is_one_line(module, args, message, tmp_path):
     proc = cli(module, *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path)
     assert proc.returncode == 2
     assert proc.stderr.strip() == message
     assert not (tmp_path / "run").exists()
+
+
+def test_local_run_typos_are_one_line_before_any_step(tmp_path):
+    """``informer-mlops local run`` checks its training overrides before the first step."""
+    for token, message in (
+            ("experiment=quickstrat", "error: experiment=quickstrat: no such option in "
+                                      "conf/experiment; did you mean 'quickstart'?"),
+            ("trainer.max_epoch=1", "error: trainer.max_epoch: 'trainer' has no key "
+                                    "'max_epoch'; did you mean 'max_epochs'?")):
+        proc = cli("mlops.cli", "local", "run", token, "--state-dir", str(tmp_path / "s"),
+                   cwd=tmp_path)
+        assert (proc.returncode, proc.stderr, proc.stdout) == (2, message + "\n", "")
+        assert not (tmp_path / "s" / "logs").exists()
+
+
+def test_unwritable_forecast_output_is_one_line(tmp_path, trained):
+    """An output that cannot be written stops the command before any work: one line naming
+    the field and the path, exit 2, nothing written."""
+    model = trained / "model"
+    area = tmp_path / "area"  # Hydra's run folder goes next to it
+    area.mkdir()
+    history = area / "history.csv"
+    pd.read_csv(REPO.parent / "shared" / "data" / "ETT" / "ETTh1.csv").tail(200).to_csv(
+        history, index=False)
+    blocker = area / "file"
+    blocker.write_text("a file, not a folder\n")
+    before = sorted(p.name for p in area.iterdir())
+    for output, why in (("/proc/nope/x.csv", "(No such file or directory)"),
+                        (f"{blocker}/x.csv", f": {blocker} is not a directory"),
+                        (str(area), "")):
+        proc = cli("informer.cli.forecast", f"model={model}", f"input={history}",
+                   f"output={output}", "mode=backtest", f"hydra.run.dir={tmp_path / 'run'}",
+                   cwd=tmp_path)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+        if output == str(area):
+            assert lines[0] == f"error: output: {area} is a directory; expected a file path"
+        else:
+            assert lines[0].startswith(f"error: output: cannot write {output}"), lines
+            assert why in lines[0] and "expected a path in a writable directory" in lines[0]
+    assert sorted(p.name for p in area.iterdir()) == before
+    assert blocker.read_text() == "a file, not a folder\n"
+
+
+def test_dashboard_source_must_be_a_state_directory(tmp_path):
+    """A missing or wrong dashboard source is one line and exit 2, not a page that says
+    "No forecasts yet"; nothing is written."""
+    (tmp_path / "empty").mkdir()
+    for source, what in ((tmp_path / "missing", "is not a directory"),
+                         (tmp_path / "empty", "has no registry.db or forecasts/")):
+        proc = cli("mlops.cli", "dashboard", f"source={source}",
+                   f"output={tmp_path / 'dash.html'}", cwd=tmp_path)
+        assert proc.returncode == 2, proc.stdout
+        assert proc.stderr == (f"error: source: {source} {what}; expected a state directory "
+                               f"(informer-mlops local run makes one) or s3://bucket/prefix\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]

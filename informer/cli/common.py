@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -40,23 +42,74 @@ def alias_argv(aliases: dict[str, str]) -> None:
             sys.argv[i] = f"{aliases[key]}={value}"
 
 
+def _close(word: str, options: Sequence[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``options``, else ``""``."""
+    match = difflib.get_close_matches(word, [str(o) for o in options], n=1, cutoff=0.6)
+    return f"; did you mean {match[0]!r}?" if match else ""
+
+
+def _keys_at(config_name: str | None, overrides: Sequence[str], parent: str) -> list[str]:
+    """The keys of node ``parent`` ("" for the root) of the composed config (with the other
+    overrides when they compose, else without)."""
+    from omegaconf import OmegaConf
+
+    for attempt in (list(overrides), []):
+        try:
+            cfg = compose_conf(config_name, attempt)
+        except Exception:  # noqa: BLE001 - another bad override: try without them
+            continue
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        return [str(k) for k in node] if isinstance(node, DictConfig) else []
+    return []
+
+
+def override_error(config_name: str | None, overrides: Sequence[str]) -> str | None:
+    """``None`` when ``overrides`` compose with ``conf/<config_name>``, else the one-line reason,
+    with "did you mean" where a config option or key is close to the one given."""
+    from hydra.errors import HydraException, MissingConfigException
+
+    try:
+        compose_conf(config_name, overrides)
+    except MissingConfigException as err:
+        found = re.search(r"Could not find '([^']+)/([^']+)'", str(err))
+        if found and err.options:
+            group, name = found.groups()
+            listed = (f"one of {err.options}" if len(err.options) <= 8 else
+                      f"one of the {len(err.options)} files in {config_dir()}/{group}")
+            return (f"{group}={name}: no such option in conf/{group}"
+                    f"{_close(name, err.options) or f'; expected {listed}'}")
+        return _first_line(err)
+    except (HydraException, OmegaConfBaseException) as err:
+        found = re.search(r"Could not override '([^']+)'", str(err))
+        if not found:
+            return _first_line(err)
+        key = found.group(1)
+        parent, _, leaf = key.rpartition(".")
+        others = [o for o in overrides if o.lstrip("+~").partition("=")[0] != key]
+        hint = _close(leaf, _keys_at(config_name, others, parent))
+        where = f"'{parent}'" if parent else "the config"
+        return (f"{key}: {where} has no key {leaf!r}"
+                f"{hint or f' (use +{key}=... to add one)'}")
+    return None
+
+
+def _first_line(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    cause = err.__cause__
+    reason = str(cause).strip().splitlines()[0] if cause and str(cause).strip() else ""
+    return " ".join(x for x in (lines[0] if lines else repr(err), reason) if x)
+
+
 def check_overrides(config_name: str, argv: list[str] | None = None) -> None:
     """Compose ``config_name`` with the command line's overrides first, so that an unknown key
-    or group gets one ``error:`` line and exit 2 instead of Hydra's report (sweeps with ``-m``
-    are left to Hydra)."""
-    from hydra.errors import HydraException
-
+    or group gets one ``error:`` line (with "did you mean" where one is close) and exit 2
+    instead of Hydra's report (sweeps with ``-m`` are left to Hydra)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-m", "--multirun") or not a or a[0] == "-" for a in args):
         return
     overrides = [a for a in args if not a.lstrip("+~").startswith(("hydra.", "hydra/"))]
-    try:
-        compose_conf(config_name, overrides)
-    except (HydraException, OmegaConfBaseException) as err:
-        lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-        cause = err.__cause__
-        reason = str(cause).strip().splitlines()[0] if cause and str(cause).strip() else ""
-        message = " ".join(x for x in (lines[0] if lines else repr(err), reason) if x)
+    message = override_error(config_name, overrides)
+    if message is not None:
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
 
@@ -74,9 +127,15 @@ def _user_error(err: BaseException) -> BaseException | None:
 
 @contextmanager
 def user_errors() -> Iterator[None]:
-    """Report bad input as one ``error: ...`` line on stderr and exit 2 (no traceback)."""
+    """Report bad input as one ``error: ...`` line on stderr and exit 2 (no traceback); so is
+    an operating-system error about a named file (unwritable, missing, full disk)."""
     try:
         yield
+    except OSError as err:
+        if err.filename is None:
+            raise
+        print(f"error: {err.filename}: {err.strerror or err}", file=sys.stderr)
+        sys.exit(2)
     except (InformerError, InstantiationException, OmegaConfBaseException) as err:
         cause = _user_error(err)
         if cause is None:

@@ -15,7 +15,7 @@ from informer.data.series import SeriesData
 from informer.data.sources import resolve_data_file
 from informer.errors import InformerError
 from informer.evaluation import evaluate
-from informer.files import atomic_write_json
+from informer.files import atomic_write_json, check_writable
 
 
 def load_checkpoint(path: Path) -> tuple[LoadedModel, dict[str, Any]]:
@@ -60,13 +60,14 @@ def series_of(loaded: LoadedModel, data: dict[str, Any], data_dir: str,
 
 
 def run_eval(cfg: DictConfig) -> dict[str, float]:
+    target = check_writable(Path(cfg.paths.output_dir) / "metrics.json", "paths.output_dir")
     loaded, data = load_any(cfg.model_path)
     series = series_of(loaded, data, cfg.data_dir, cfg.get("file"))
     values = evaluate(loaded.net, loaded.schema, series.dataset(cfg.split), cfg.batch_size,
                       cfg.precision)
     metrics = {f"{cfg.split}/{k}": v for k, v in values.items()}
     metrics[f"{cfg.split}/windows"] = float(len(series.dataset(cfg.split)))
-    atomic_write_json(Path(cfg.paths.output_dir) / "metrics.json", metrics)
+    atomic_write_json(target, metrics)
     for key in ("mse", "mae", "mse_original", "mae_original"):
         print(f"{cfg.split}/{key}={values[key]:.6f}")
     return metrics

@@ -11,7 +11,7 @@ from omegaconf import DictConfig
 from informer.cli.common import alias_argv, check_overrides, config_dir, user_errors
 from informer.data.csv import read_csv
 from informer.errors import InformerError
-from informer.files import atomic_write_json, atomic_write_text
+from informer.files import atomic_write_json, atomic_write_text, check_writable
 from informer.forecast import Forecaster
 
 MODES = ("forecast", "backtest")
@@ -25,7 +25,9 @@ def write_csv(frame, path: Path) -> None:
 def run_forecast(cfg: DictConfig) -> Path:
     if cfg.mode not in MODES:
         raise InformerError(f"mode: expected one of {list(MODES)}, got {cfg.mode!r}")
-    output = Path(cfg.output)
+    output = check_writable(cfg.output, "output")
+    if cfg.plot and cfg.plot_dir:
+        check_writable(Path(cfg.plot_dir) / f"{output.stem}.png", "plot_dir")
     forecaster = Forecaster.from_artifact(cfg.model_path, batch_size=cfg.batch_size,
                                           precision=cfg.precision)
     history = read_csv(cfg.input)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from informer.errors import InformerError
+from informer.files import check_writable
 from mlops.local.registry import RegistryError
 from mlops.local.state import ENV_STATE_DIR, StateDir
 
@@ -27,6 +28,8 @@ def _default_data() -> Path:
 def settings_from(tokens: list[str]) -> Any:
     """``key=value`` tokens: run settings (``data``, ``experiment``, ``group``,
     ``mse_threshold``, ``approval_status``) and, for the rest, training overrides."""
+    from informer.cli.common import override_error
+    from informer.upgrade import upgrade_overrides
     from mlops.cli import UserError, load_config
     from mlops.local.runner import RunSettings
 
@@ -50,9 +53,14 @@ def settings_from(tokens: list[str]) -> Any:
 
     status = values.get("approval_status", params["approval_status"])
     check_status(status)
+    experiment = values.get("experiment", "quickstart")
+    problem = override_error("train", [f"experiment={experiment}",
+                                       *upgrade_overrides(overrides)])
+    if problem:  # before any step runs, with "did you mean" where a name is close
+        raise UserError(problem)
     return RunSettings(
         data=Path(values.get("data") or _default_data()).expanduser().resolve(),
-        experiment=values.get("experiment", "quickstart"), overrides=overrides,
+        experiment=experiment, overrides=overrides,
         group=values.get("group", pipeline["model_package_group"]),
         prefix=pipeline["base_job_prefix"], data_prefix=pipeline["data_prefix"],
         mse_threshold=threshold, approval_status=status)
@@ -181,7 +189,24 @@ def cmd_dashboard(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
         values[key] = value
     source = values.get("source") or str(_state(args).root)
     output = Path(values.get("output", "dashboard.html"))
+    check_source(source)
+    check_writable(output, "output")
     print(f"wrote {build(source, output)}")
+
+
+def check_source(source: str) -> None:
+    """A local source must be a state directory (``registry.db`` or ``forecasts/``)."""
+    from mlops.cli import UserError
+
+    if source.startswith("s3://"):
+        return
+    root = Path(source).expanduser()
+    if not root.is_dir():
+        raise UserError(f"source: {source} is not a directory; expected a state directory "
+                        f"(informer-mlops local run makes one) or s3://bucket/prefix")
+    if not (root / "registry.db").is_file() and not (root / "forecasts").is_dir():
+        raise UserError(f"source: {source} has no registry.db or forecasts/; expected a state "
+                        f"directory (informer-mlops local run makes one) or s3://bucket/prefix")
 
 
 def cmd_manifest(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
