@@ -25,6 +25,9 @@ class InformerConfig:
     ``s_layers`` (e.g. ``[3, 2, 1]``) turns the model into InformerStack: one encoder per entry
     with that many layers, fed the last L, L/2, L/4 ... input steps; ``e_layers`` is then unused.
     ``revin`` adds reversible instance normalisation around the network (not in the paper).
+    ``quantiles`` (e.g. ``[0.1, 0.5, 0.9]``, strictly increasing in (0, 1)) makes the network
+    output those quantiles of each forecast value, trained with the pinball loss; the point
+    forecast is then the quantile nearest 0.5. ``None``: one point forecast (the paper).
     ``decoder_selection`` picks the active queries of the decoder's masked ProbSparse
     self-attention: ``global`` as the paper's reference code (top ``u`` of the whole decoder
     input; which outputs attend may depend on the placeholders after them, which hold no data),
@@ -55,6 +58,7 @@ class InformerConfig:
     padding: int = 0
     revin: bool = False
     decoder_selection: str = "global"
+    quantiles: list[float] | None = None
 
     def __post_init__(self) -> None:
         if self.s_layers is not None:
@@ -100,6 +104,13 @@ class InformerConfig:
                 f"model.net.revin: expected dec_in == enc_in and c_out <= enc_in (outputs are the "
                 f"last input channels), got enc_in={self.enc_in}, dec_in={self.dec_in}, "
                 f"c_out={self.c_out}")
+        if self.quantiles is not None:
+            self.quantiles = [float(q) for q in self.quantiles]
+            qs = self.quantiles
+            if not qs or any(not 0.0 < q < 1.0 for q in qs) or \
+                    any(a >= b for a, b in zip(qs, qs[1:])):
+                _fail("quantiles", "a non-empty, strictly increasing list of levels in (0, 1)",
+                      qs)
         if self.padding not in (0, 1):
             _fail("padding", "0 (zeros) or 1 (ones)", self.padding)
         self.mark_dim  # validates freq  # noqa: B018
@@ -117,6 +128,18 @@ class InformerConfig:
     def dec_len(self) -> int:
         """Decoder input length: ``label_len`` start tokens + ``pred_len`` placeholders."""
         return self.label_len + self.pred_len
+
+    @property
+    def n_outputs(self) -> int:
+        """Values per forecast step and variable: the quantiles, or one point forecast."""
+        return len(self.quantiles) if self.quantiles else 1
+
+    @property
+    def point_index(self) -> int:
+        """Index of the point forecast among the outputs (the quantile nearest 0.5)."""
+        if not self.quantiles:
+            return 0
+        return min(range(len(self.quantiles)), key=lambda i: abs(self.quantiles[i] - 0.5))
 
     @property
     def mark_dim(self) -> int:

@@ -13,21 +13,32 @@ import numpy as np
 import pandas as pd
 import torch
 
+from informer import baselines
 from informer.artifact import LoadedModel, load_model
 from informer.data.csv import DATE, validate_frame
 from informer.data.splits import split_borders
 from informer.data.windows import WindowDataset
 from informer.errors import InformerError
+from informer.nn.model import point_of
 from informer.precision import uses_bf16
 from informer.schema import DataSchema
+from informer.scores import Scorer
 from informer.timefeatures import future_dates, time_features
+
+
+def quantile_column(var: str, level: float) -> str:
+    """``OT_p10`` for the 0.1 quantile of ``OT`` (``OT_p2.5`` for 0.025)."""
+    return f"{var}_p{level * 100:g}"
 
 
 @dataclass
 class Backtest:
     """``frame``: one row per (origin, step): ``origin``, ``date``, ``step`` (1..pred_len), the
-    prediction per variable and ``<var>_actual`` (NaN where unknown). ``by_step``: MSE/MAE per
-    horizon step, scaled and original units. ``metrics``: the same over all steps."""
+    prediction per variable, its quantiles ``<var>_p<level>`` (quantile models) and
+    ``<var>_actual`` (NaN where unknown). ``by_step``: MSE/MAE per horizon step, scaled and
+    original units, and the skill against the naive baselines. ``metrics``: the same over all
+    steps, plus interval coverage, weighted quantile loss and CRPS (quantile models); skill and
+    interval figures cover the origins whose whole future is in the data."""
 
     frame: pd.DataFrame
     by_step: pd.DataFrame
@@ -96,17 +107,35 @@ class Forecaster:
     # inference -----------------------------------------------------------------------------
     @torch.inference_mode()
     def _predict(self, dataset: WindowDataset, starts: Sequence[int]) -> np.ndarray:
-        """Scaled predictions ``[len(starts), pred_len, c_out]`` (float32)."""
+        """Scaled raw outputs ``[len(starts), pred_len, c_out]`` (``[..., Q]`` with quantiles,
+        sorted along Q; float32)."""
         device = next(self.net.parameters()).device
         out = []
         for i in range(0, len(starts), self.batch_size):
             batch = dataset.__getitems__(list(starts[i:i + self.batch_size]))
             batch = {k: v.to(device) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
-                pred = self.net.predict(batch["x"], batch["x_mark"], batch["y_mark"])
+                pred = self.net.predict_outputs(batch["x"], batch["x_mark"], batch["y_mark"])
+            if self.net.config.quantiles:
+                pred = pred.sort(dim=-1).values
             out.append(pred.float().cpu().numpy())
         c = self.net.config
-        return np.concatenate(out) if out else np.zeros((0, c.pred_len, c.c_out), np.float32)
+        shape = (0, c.pred_len, c.c_out) + ((c.n_outputs,) if c.quantiles else ())
+        return np.concatenate(out) if out else np.zeros(shape, np.float32)
+
+    def _columns(self, raw: np.ndarray) -> dict[str, np.ndarray]:
+        """Original-unit columns of scaled raw outputs ``[N, steps, c_out(, Q)]``: the point
+        forecast per variable, then its quantiles; each ``[N, steps]``."""
+        s, c = self.schema, self.net.config
+        if not c.quantiles:
+            point = s.unscale(raw)
+            return {v: point[..., j] for j, v in enumerate(s.predicted)}
+        levels = s.unscale(np.moveaxis(raw, -1, 0))  # [Q, N, steps, c_out]
+        out = {}
+        for j, v in enumerate(s.predicted):
+            out[v] = levels[c.point_index, ..., j]
+            out |= {quantile_column(v, q): levels[k, ..., j] for k, q in enumerate(c.quantiles)}
+        return out
 
     def _extended(self, dates: pd.DatetimeIndex, values: np.ndarray
                   ) -> tuple[pd.DatetimeIndex, WindowDataset]:
@@ -145,12 +174,13 @@ class Forecaster:
             return []
         batch = {k: torch.cat([b[k] for _, b in items]) for k in items[0][1]}
         dataset = _Stacked(batch)
-        pred = s.unscale(self._predict(dataset, range(len(items))))
-        broken = np.flatnonzero(~np.isfinite(pred).all(axis=(1, 2)))
+        columns = self._columns(self._predict(dataset, range(len(items))))
+        finite = np.all([np.isfinite(v).all(axis=1) for v in columns.values()], axis=0)
+        broken = np.flatnonzero(~finite)
         if len(broken):  # never answer NaN/inf as a forecast
             raise InformerError(f"{names[int(broken[0])]}: the forecast is not finite; expected "
                                 f"a history on the scale of the model's training data")
-        return [pd.DataFrame({DATE: dates, **{c: pred[i, :, j] for j, c in enumerate(s.predicted)}})
+        return [pd.DataFrame({DATE: dates, **{c: v[i] for c, v in columns.items()}})
                 for i, (dates, _) in enumerate(items)]
 
     def default_origins(self, n_rows: int) -> tuple[int, int]:
@@ -189,13 +219,30 @@ class Forecaster:
             raise InformerError(f"start/end: no forecast origin between {start} and {end}; "
                                 f"origins run from {origin_dates[0]} to {origin_dates[-1]}")
         all_dates, dataset = self._extended(dates, values)
-        pred_scaled = self._predict(dataset, starts)
+        raw = self._predict(dataset, starts)
         idx = np.asarray(starts)[:, None] + s.seq_len + np.arange(s.pred_len)
         cols = [s.columns.index(c) for c in s.predicted]
         true_scaled = dataset.values.numpy().astype(np.float64)[idx][..., cols]
         padded = np.concatenate([values, np.full((s.pred_len, len(s.columns)), np.nan)])
         actual = padded[idx][..., cols]  # exact original values for the output frame
-        return _assemble(s, all_dates, idx, pred_scaled.astype(np.float64), true_scaled, actual)
+        pred_scaled = point_of(torch.from_numpy(raw), self.net.config).numpy()
+        result = _assemble(s, all_dates, idx, pred_scaled.astype(np.float64), true_scaled, actual)
+        for name, column in self._columns(raw).items():  # quantile columns after the point
+            if name not in s.predicted:
+                result.frame.insert(result.frame.columns.get_loc(name.rsplit("_p", 1)[0] +
+                                                                 "_actual"), name, column.ravel())
+        complete = [k for k, start in enumerate(starts) if start + s.seq_len + s.pred_len <=
+                    len(values)]
+        if complete:
+            scorer = Scorer(self.net.config, s)
+            sums = scorer.batch(torch.from_numpy(raw[complete]),
+                                dataset.__getitems__([starts[k] for k in complete]))
+            result.metrics |= {k: v for k, v in scorer.metrics(sums).items()
+                               if k.startswith(("coverage_", "wql", "crps", "skill_", "mse_"))
+                               and not k.startswith(("mse_original",))}
+            for name, values_by_step in baselines.skill_by_step(sums["steps"]).items():
+                result.by_step[name] = values_by_step
+        return result
 
 
 class _Stacked(WindowDataset):

@@ -14,37 +14,37 @@ from typing_extensions import override
 from informer.checkpointing import rng_states, set_rng_states
 from informer.config import InformerConfig
 from informer.errors import InformerError, first_line
-from informer.evaluation import targets, unscale
-from informer.metrics import N_SUMS, error_sums, metrics_from_sums
+from informer.intervals import pinball_loss
 from informer.nn.model import Informer
 from informer.optim import DEFAULT_OPTIMIZER, DEFAULT_SCHEDULER
 from informer.schema import DataSchema
+from informer.scores import Scorer, targets
 from informer.upgrade import fold_legacy_fields
 
 # An optimiser or schedule: a Hydra config (``_target_``, called as a partial) or a callable.
 Factory = Mapping[str, Any] | Callable[..., Any]
 
 
-class ErrorSums(Metric):
-    """Distributed-safe running :func:`~informer.metrics.error_sums` and window count."""
+class SplitSums(Metric):
+    """Distributed-safe running :class:`~informer.scores.Scorer` sums of a split."""
 
     full_state_update = False
 
-    def __init__(self) -> None:
+    def __init__(self, scorer: Scorer) -> None:
         super().__init__()
-        self.add_state("sums", default=torch.zeros(N_SUMS, dtype=torch.float64),
-                       dist_reduce_fx="sum")
-        self.add_state("windows", default=torch.zeros((), dtype=torch.float64),
-                       dist_reduce_fx="sum")
+        self.scorer = scorer
+        for name, shape in scorer.shapes().items():
+            self.add_state(name, default=torch.zeros(shape, dtype=torch.float64),
+                           dist_reduce_fx="sum")
 
-    def update(self, pred: torch.Tensor, true: torch.Tensor) -> None:
-        """``pred``/``true``: ``[windows, pred_len, c_out]``."""
-        self.sums += error_sums(pred, true).to(self.sums.device)
-        self.windows += pred.size(0)
+    def update(self, outputs: torch.Tensor, batch: dict[str, torch.Tensor]) -> None:
+        for name, value in self.scorer.batch(outputs, batch).items():
+            state = getattr(self, name)
+            state += value.to(state.device)
 
-    def compute(self) -> dict[str, torch.Tensor]:
-        """The sums and window count over every process (synced under torch.distributed)."""
-        return {"sums": self.sums, "windows": self.windows}
+    def compute(self) -> dict[str, float]:
+        """The split's metrics over every process (sums synced under torch.distributed)."""
+        return self.scorer.metrics({name: getattr(self, name) for name in self.scorer.shapes()})
 
 
 def _plain(value: Any) -> Any:
@@ -90,40 +90,37 @@ class InformerModule(L.LightningModule):
         self.net = Informer(self.config)
         self.schema = DataSchema.from_dict(dict(schema)) if schema else None
         self.results: dict[str, float] = {}  # last val/test metrics at float64 precision
-        self.sums = torch.nn.ModuleDict(
-            {f"{stage}_{space}": ErrorSums() for stage in ("val", "test")
-             for space in ("scaled", "original")})
+        scorer = Scorer(self.config, self.schema)
+        self.sums = torch.nn.ModuleDict({stage: SplitSums(scorer) for stage in ("val", "test")})
 
     @override
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``[B, pred_len, c_out]`` forecast of a window batch."""
-        return self.net.predict(batch["x"], batch["x_mark"], batch["y_mark"])
+        """The network's outputs for a window batch: ``[B, pred_len, c_out]``, or
+        ``[B, pred_len, c_out, Q]`` with quantiles."""
+        return self.net.predict_outputs(batch["x"], batch["x_mark"], batch["y_mark"])
+
+    def loss(self, outputs: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+        """MSE of the point forecast, or the pinball loss over the quantiles."""
+        if self.config.quantiles:
+            return pinball_loss(outputs, true, self.config.quantiles)
+        return F.mse_loss(outputs, true)
 
     def _step(self, batch: dict[str, torch.Tensor], stage: str) -> torch.Tensor:
-        pred = self(batch).float()
+        outputs = self(batch).float()
         true = targets(batch, self.config.pred_len, self.config.c_out)
-        loss = F.mse_loss(pred, true)
+        loss = self.loss(outputs, true)
         self.log(f"{stage}/loss", loss, on_step=stage == "train", on_epoch=True,
-                 prog_bar=stage != "test", batch_size=pred.size(0), sync_dist=stage != "train")
+                 prog_bar=stage != "test", batch_size=outputs.size(0),
+                 sync_dist=stage != "train")
         if stage != "train":
-            self.sums[f"{stage}_scaled"].update(pred, true)
-            if self.schema is not None:
-                self.sums[f"{stage}_original"].update(unscale(pred, self.schema),
-                                                      unscale(true, self.schema))
+            self.sums[stage].update(outputs, batch)
         return loss
 
     def _log_metrics(self, stage: str) -> None:
-        scaled = self.sums[f"{stage}_scaled"].compute()
-        values = metrics_from_sums(scaled["sums"])
-        if self.schema is not None:
-            values |= metrics_from_sums(self.sums[f"{stage}_original"].compute()["sums"],
-                                        "_original")
-        values["windows"] = float(scaled["windows"])
-        values = {f"{stage}/{k}": v for k, v in values.items()}
+        values = {f"{stage}/{k}": v for k, v in self.sums[stage].compute().items()}
         self.results |= values
         self.log_dict(values, sync_dist=False)
-        for metric in self.sums.values():
-            metric.reset()
+        self.sums[stage].reset()
 
     @override
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

@@ -72,9 +72,9 @@ def test_revin_parameters_train_and_are_in_the_state_dict():
 
 
 def test_revin_validation():
-    with pytest.raises(InformerError, match=r"^model\.revin: expected true or false"):
+    with pytest.raises(InformerError, match=r"^model\.net\.revin: expected true or false"):
         InformerConfig(revin="yes")
-    with pytest.raises(InformerError, match=r"^model\.revin: expected dec_in == enc_in"):
+    with pytest.raises(InformerError, match=r"^model\.net\.revin: expected dec_in == enc_in"):
         InformerConfig(enc_in=3, dec_in=4, c_out=3, revin=True)
 
 

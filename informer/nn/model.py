@@ -18,7 +18,8 @@ class Informer(nn.Module):
 
     ``forward(x_enc [B, seq_len, enc_in], x_mark_enc [B, seq_len, mark_dim],
     x_dec [B, label_len + pred_len, dec_in], x_mark_dec [B, label_len + pred_len, mark_dim])
-    -> [B, pred_len, c_out]`` (plus the encoder attentions when ``output_attention``).
+    -> [B, pred_len, c_out]``, or ``[B, pred_len, c_out, Q]`` with ``config.quantiles`` (plus
+    the encoder attentions when ``output_attention``).
     """
 
     def __init__(self, config: InformerConfig) -> None:
@@ -36,7 +37,7 @@ class Informer(nn.Module):
             self.encoder = self._encoder(c.e_layers)
         self.decoder = Decoder([self._decoder_layer() for _ in range(c.d_layers)],
                                nn.LayerNorm(c.d_model))
-        self.projection = nn.Linear(c.d_model, c.c_out)
+        self.projection = nn.Linear(c.d_model, c.c_out * c.n_outputs)
         self.revin = RevIN(c.enc_in) if c.revin else None
 
     def _attention(self, masked: bool, output_attention: bool = False) -> nn.Module:
@@ -89,12 +90,37 @@ class Informer(nn.Module):
         dec_out = self.decoder(self.dec_embedding(x_dec, x_mark_dec), enc_out,
                                keep_last=self.config.pred_len)
         out = self.projection(dec_out)
+        if self.config.quantiles:
+            out = out.unflatten(-1, (self.config.c_out, self.config.n_outputs))
         if self.revin is not None:
             out = self.revin.denormalize(out, stats)
         return (out, attns) if self.config.output_attention else out
 
-    def predict(self, x_enc: torch.Tensor, x_mark_enc: torch.Tensor,
-                x_mark_dec: torch.Tensor) -> torch.Tensor:
-        """Forecast ``[B, pred_len, c_out]`` from the history alone (decoder input built here)."""
+    def predict_outputs(self, x_enc: torch.Tensor, x_mark_enc: torch.Tensor,
+                        x_mark_dec: torch.Tensor) -> torch.Tensor:
+        """The raw outputs from the history alone (decoder input built here):
+        ``[B, pred_len, c_out]``, or ``[B, pred_len, c_out, Q]`` for a quantile network."""
         out = self(x_enc, x_mark_enc, self.decoder_input(x_enc), x_mark_dec)
         return out[0] if self.config.output_attention else out
+
+    def predict(self, x_enc: torch.Tensor, x_mark_enc: torch.Tensor,
+                x_mark_dec: torch.Tensor) -> torch.Tensor:
+        """Point forecast ``[B, pred_len, c_out]`` (a quantile network's level nearest 0.5)."""
+        out = self.predict_outputs(x_enc, x_mark_enc, x_mark_dec)
+        return point_of(out, self.config)
+
+    def predict_quantiles(self, x_enc: torch.Tensor, x_mark_enc: torch.Tensor,
+                          x_mark_dec: torch.Tensor) -> torch.Tensor:
+        """Quantiles ``[B, pred_len, c_out, Q]``, sorted along Q (no crossing levels)."""
+        if not self.config.quantiles:
+            raise ValueError("predict_quantiles: the network has no quantiles; set "
+                             "model.net.quantiles")
+        return self.predict_outputs(x_enc, x_mark_enc, x_mark_dec).sort(dim=-1).values
+
+
+def point_of(outputs: torch.Tensor, config: InformerConfig) -> torch.Tensor:
+    """The point forecast ``[B, pred_len, c_out]`` of raw outputs (sorted quantiles' level
+    nearest 0.5 for a quantile network)."""
+    if not config.quantiles:
+        return outputs
+    return outputs.sort(dim=-1).values[..., config.point_index]

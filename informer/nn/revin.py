@@ -41,10 +41,14 @@ class RevIN(nn.Module):
 
     def denormalize(self, y: torch.Tensor,
                     stats: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-        """Map ``y [B, H, c_out]`` back to the input scale of the last ``c_out`` channels."""
-        c_out = y.size(-1)
-        mean, std = (s[..., -c_out:] for s in stats)
+        """Map ``y [B, H, c_out]`` (or ``[B, H, c_out, Q]``, quantiles) back to the input scale
+        of the last ``c_out`` channels."""
+        extra = y.dim() - 3  # trailing quantile axis
+        c_out = y.size(2)
+        mean, std = (s[..., -c_out:].reshape(*s.shape[:2], c_out, *[1] * extra) for s in stats)
         out = y.float()
         if self.weight is not None:
-            out = (out - self.bias[-c_out:]) / (self.weight[-c_out:] + self.eps * self.eps)
+            weight, bias = (p[-c_out:].reshape(c_out, *[1] * extra)
+                            for p in (self.weight, self.bias))
+            out = (out - bias) / (weight + self.eps * self.eps)
         return (out * std + mean).to(y.dtype)
