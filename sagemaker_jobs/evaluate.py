@@ -10,12 +10,19 @@ model-quality form::
 
     {"regression_metrics": {"mse": {"value": .., "standard_deviation": ..}, "mae": {..},
                             "rmse": {..}, "mape": {..}, "mse_original": {..}, ...},
+     "interval_metrics": {"coverage_80": {"value": ..}, "wql": {..}, "crps": {..}, ...},
+     "skill": {"seasonal_naive": {"value": .., "baseline_mse": .., "by_step": [..]},
+               "window_mean": {..}, "best_baseline": "seasonal_naive", "value": ..},
      "split": "test", "windows": 2857, ...}
 
 ``value`` is the metric over every window of the split (as ``informer-eval``, scaled as in the
 paper; ``*_original`` in original units); ``standard_deviation`` is the population standard
-deviation of the same metric computed per window. Non-finite figures (MAPE with zero targets)
-are written as ``null``.
+deviation of the same metric computed per window. ``interval_metrics`` (quantile models only):
+coverage of each central interval, weighted quantile loss and CRPS (:mod:`informer.intervals`).
+``skill``: ``1 - MSE / MSE_baseline`` against the seasonal-naive and window-mean forecasts
+(:mod:`informer.baselines`), overall and per horizon step; ``skill.value`` is the skill against
+the better of the two, which the pipeline's condition reads. Non-finite figures (MAPE with
+zero targets) are written as ``null``.
 """
 
 from __future__ import annotations
@@ -76,21 +83,23 @@ def per_window(values: Any) -> dict[str, Any]:
 
 
 def evaluate_windows(net: Any, schema: Any, dataset: Any, batch_size: int,
-                     precision: str) -> dict[str, dict[str, float | None]]:
-    """``{name: {"value", "standard_deviation"}}``, scaled and ``*_original``, in one pass.
-    Values use the same sums as :func:`informer.evaluation.evaluate`."""
+                     precision: str) -> dict[str, Any]:
+    """``regression_metrics`` (``{name: {"value", "standard_deviation"}}``, scaled and
+    ``*_original``), ``interval_metrics`` (quantile models) and ``skill`` in one pass; the
+    values are :class:`informer.scores.Scorer`'s, as in ``informer-eval``."""
     import torch
     from torch.utils.data import DataLoader
 
+    from informer.baselines import BASELINES, skill_by_step
     from informer.data.windows import collate_batch
-    from informer.evaluation import targets, unscale
-    from informer.metrics import N_SUMS, error_sums, metrics_from_sums
+    from informer.nn.model import point_of
     from informer.precision import uses_bf16
+    from informer.scores import Scorer, targets, unscale
 
     device = next(net.parameters()).device
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_batch)
-    sums = {"": torch.zeros(N_SUMS, dtype=torch.float64),
-            "_original": torch.zeros(N_SUMS, dtype=torch.float64)}
+    scorer = Scorer(net.config, schema)
+    sums = scorer.zeros()
     windows: dict[str, list] = {}
     net.eval()
     with torch.no_grad():
@@ -98,23 +107,49 @@ def evaluate_windows(net: Any, schema: Any, dataset: Any, batch_size: int,
             batch = {k: v.to(device) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16,
                                 enabled=uses_bf16(precision, device.type)):
-                pred = net.predict(batch["x"], batch["x_mark"], batch["y_mark"]).float()
+                outputs = net.predict_outputs(batch["x"], batch["x_mark"], batch["y_mark"])
+            outputs = outputs.float()
+            for name, value in scorer.batch(outputs, batch).items():
+                sums[name] += value.cpu()
+            pred = point_of(outputs, net.config)
             true = targets(batch, net.config.pred_len, net.config.c_out)
             for space, (p, t) in {"": (pred, true),
                                   "_original": (unscale(pred, schema), unscale(true, schema))
                                   }.items():
-                sums[space] += error_sums(p, t).cpu()
                 for name, v in per_window(((p.double() - t.double()).cpu(),
                                            t.double().cpu())).items():
                     windows.setdefault(name + space, []).append(v)
-    result = {}
-    for space, total in sums.items():
-        values = metrics_from_sums(total, space)
+    values = scorer.metrics(sums)
+    regression = {}
+    for space in ("", "_original"):
         for name in REPORTED:
             key = name + space
             spread = torch.cat(windows[key]).std(correction=0).item()
-            result[key] = {"value": _finite(values[key]), "standard_deviation": _finite(spread)}
-    return result
+            regression[key] = {"value": _finite(values[key]),
+                               "standard_deviation": _finite(spread)}
+    report: dict[str, Any] = {"regression_metrics": regression}
+    if net.config.quantiles:
+        report["interval_metrics"] = {k: {"value": _finite(v)} for k, v in values.items()
+                                      if k.startswith(("coverage_", "wql", "crps"))}
+    report["skill"] = skill_report(values, skill_by_step(sums["steps"]), BASELINES)
+    return report
+
+
+def skill_report(values: dict[str, float], by_step: dict[str, list[float]],
+                 names: Sequence[str]) -> dict[str, Any]:
+    """Skill ``1 - MSE / MSE_baseline`` per baseline, and ``value``: against the better
+    (lower-MSE) baseline, the figure the pipeline's condition reads."""
+    report: dict[str, Any] = {}
+    for name in names:
+        if f"skill_{name}" in values:
+            report[name] = {"value": _finite(values[f"skill_{name}"]),
+                            "baseline_mse": _finite(values[f"mse_{name}"]),
+                            "by_step": [_finite(v) for v in by_step[f"skill_{name}"]]}
+    if report:
+        best = min(report, key=lambda n: report[n]["baseline_mse"] or math.inf)
+        report["best_baseline"] = best
+        report["value"] = report[best]["value"]
+    return report
 
 
 def _finite(value: float) -> float | None:
@@ -152,10 +187,13 @@ def run(argv: Sequence[str]) -> dict[str, Any]:
         metrics = evaluate_windows(loaded.net, loaded.schema, dataset, cfg.batch_size,
                                    cfg.precision)
         info = loaded.info or {}
-    report = {"regression_metrics": metrics, "split": cfg.split, "windows": len(dataset),
+    report = {**metrics, "split": cfg.split, "windows": len(dataset),
               "file": file, "library_version": info.get("library_version")}
     atomic_write_json(output_dir / "evaluation.json", report)
-    print(" ".join(f"{cfg.split}_{k}={v['value']:.6g};" for k, v in metrics.items()
+    lines = {**metrics["regression_metrics"], **metrics.get("interval_metrics", {})}
+    if metrics["skill"].get("value") is not None:
+        lines["skill"] = metrics["skill"]
+    print(" ".join(f"{cfg.split}_{k}={v['value']:.6g};" for k, v in lines.items()
                    if v["value"] is not None), flush=True)
     return report
 

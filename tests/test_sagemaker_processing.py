@@ -126,6 +126,15 @@ def test_evaluation_json_in_model_quality_form_matches_informer_eval(model_tar, 
         assert metrics[key]["value"] == pytest.approx(reference[key], rel=1e-9), key
     assert metrics["rmse"]["value"] == pytest.approx(metrics["mse"]["value"] ** 0.5)
     assert 0 < metrics["mse"]["standard_deviation"] < metrics["mse"]["value"] * 10
+    # skill against both naive baselines; the condition reads the better baseline's
+    skill = saved["skill"]
+    for name in ("seasonal_naive", "window_mean"):
+        assert skill[name]["value"] == pytest.approx(reference[f"skill_{name}"], rel=1e-9)
+        assert skill[name]["baseline_mse"] == pytest.approx(reference[f"mse_{name}"], rel=1e-9)
+        assert len(skill[name]["by_step"]) == 24
+    best = min(("seasonal_naive", "window_mean"), key=lambda n: skill[n]["baseline_mse"])
+    assert skill["best_baseline"] == best and skill["value"] == skill[best]["value"]
+    assert "interval_metrics" not in saved  # a point model
 
 
 def test_evaluate_refuses_a_missing_model_a_missing_file_and_unsafe_archives(model_tar,
