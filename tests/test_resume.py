@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
+
 from tests.conftest import ETT_DIR, TINY
 
 ARGS = ["experiment=etth1_M_24", *TINY, "trainer.max_epochs=4", "trainer.limit_train_batches=30",
@@ -46,6 +48,48 @@ def test_sigkill_mid_training_then_restart_matches_uninterrupted(tmp_path):
     resumed = json.loads((out / "metrics.json").read_text())
     for key in ("test/mse", "test/mae", "val/loss", "train/loss", "epochs"):
         assert resumed[key] == expected[key], key
+    # the per-epoch log keeps the epochs before the restart, each epoch once, as uninterrupted
+    logged = pd.read_csv(out / "csv" / "metrics.csv")
+    whole_log = pd.read_csv(tmp_path / "whole" / "csv" / "metrics.csv")
+    assert sorted(whole_log["epoch"].dropna().unique()) == [0, 1, 2, 3, 4]  # 4: test metrics
+    pd.testing.assert_frame_equal(logged, whole_log)
+
+
+def test_csv_log_keeps_earlier_epochs_when_a_run_resumes(tmp_path):
+    """The configured CSV logger: a restarted run's logger keeps the rows of the epochs before
+    the restart, replaces those of the epoch that was cut short, and appends the rest."""
+    from hydra.utils import instantiate
+
+    from tests.conftest import compose_cfg
+
+    cfg = compose_cfg("train", ["experiment=etth1_M_24", f"paths.output_dir={tmp_path}"])
+
+    def logger():
+        return instantiate(cfg.logger.csv)
+
+    killed = logger()
+    for epoch, step in ((0, 9), (1, 19), (2, 24)):  # epoch 2 cut short after step 24
+        killed.log_metrics({"train/loss": 1.0 / (epoch + 1), "epoch": epoch}, step=step)
+    killed.log_metrics({"lr-Adam": 2e-4}, step=10)  # epoch 1's learning rate: kept
+    killed.log_metrics({"lr-Adam": 1e-4}, step=20)  # epoch 2's, logged again after the restart
+    killed.save()
+    resumed = logger()  # the restart, resuming from the end of epoch 1
+    resumed.log_metrics({"lr-Adam": 1e-4}, step=20)  # a row without an epoch
+    resumed.log_metrics({"train/loss": 0.3, "epoch": 2}, step=24)
+    resumed.log_metrics({"val/loss": 0.5, "epoch": 2}, step=29)
+    resumed.log_metrics({"train/loss": 0.2, "epoch": 3}, step=39)
+    resumed.save()
+    rows = pd.read_csv(tmp_path / "csv" / "metrics.csv").fillna(-1)
+    assert rows[["epoch", "step"]].values.tolist() == [
+        [0, 9], [1, 19], [-1, 10], [-1, 20], [2, 24], [2, 29], [3, 39]]
+    assert rows["train/loss"].tolist()[:5] == [1.0, 0.5, -1, -1, 0.3]
+    assert rows["lr-Adam"].tolist()[:4] == [-1, -1, 2e-4, 1e-4]
+    assert rows["val/loss"].tolist() == [-1, -1, -1, -1, -1, 0.5, -1]
+    fresh = logger()  # a new run from epoch 0 in the same folder replaces the log
+    fresh.log_metrics({"train/loss": 2.0, "epoch": 0}, step=0)
+    fresh.save()
+    assert pd.read_csv(tmp_path / "csv" / "metrics.csv")[["epoch", "step"]].values.tolist() \
+        == [[0, 0]]
 
 
 def test_sigterm_exits_143_with_one_line_and_keeps_the_checkpoint(tmp_path):
