@@ -283,8 +283,13 @@ COMMAND_GROUPS: list[tuple[str, str, Callable[[Any], None]]] = [
 ]
 
 
+DESCRIPTION = ("The MLOps loop of informer-mlops: the SageMaker Pipeline and its CloudFormation "
+               "template, the same loop on this machine without AWS (local), and the forecast "
+               "dashboard.")
+
+
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="informer-mlops", description=__doc__.split("\n\n")[0])
+    top = argparse.ArgumentParser(prog="informer-mlops", description=DESCRIPTION)
     groups = top.add_subparsers(dest="group", required=True)
     for name, text, add in COMMAND_GROUPS:
         add(groups.add_parser(name, help=text).add_subparsers(dest="command", required=True))
@@ -292,6 +297,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from informer.cli.common import quiet_console
+
+    quiet_console()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["dashboard"] and argv[1:2] not in (["build"], ["manifest"], ["-h"],
                                                        ["--help"]):

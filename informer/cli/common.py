@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import logging
 import re
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +16,27 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from informer.errors import InformerError
+
+# Known third-party noise on every run, never actionable by the user of this library.
+NOISY_WARNINGS = (r".*_pytree.*deprecated.*", r".*deprecated.*_pytree.*")
+NOISY_LOG_PREFIXES = ("💡 Tip:",)  # Lightning's litlogger advertisement
+NOISY_LOGGERS = ("lightning.fabric.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero")
+
+
+class _DropNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(NOISY_LOG_PREFIXES)
+
+
+def quiet_console() -> None:
+    """Filter known third-party noise (Lightning's litlogger tip, the ``_pytree`` deprecation
+    warning) at a console script's entry; idempotent. Everything else still shows."""
+    for pattern in NOISY_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
+    for name in NOISY_LOGGERS:
+        log = logging.getLogger(name)
+        if not any(isinstance(f, _DropNoise) for f in log.filters):
+            log.addFilter(_DropNoise())
 
 
 def config_dir() -> str:
@@ -103,7 +126,9 @@ def _first_line(err: BaseException) -> str:
 def check_overrides(config_name: str, argv: list[str] | None = None) -> None:
     """Compose ``config_name`` with the command line's overrides first, so that an unknown key
     or group gets one ``error:`` line (with "did you mean" where one is close) and exit 2
-    instead of Hydra's report (sweeps with ``-m`` are left to Hydra)."""
+    instead of Hydra's report (sweeps with ``-m`` are left to Hydra). Also quiets known
+    third-party noise (:func:`quiet_console`): every Hydra console script calls this first."""
+    quiet_console()  # the first step of every Hydra console script
     args = list(sys.argv[1:] if argv is None else argv)
     if any(a in ("-m", "--multirun") or not a or a[0] == "-" for a in args):
         return
