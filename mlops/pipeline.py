@@ -1,4 +1,5 @@
-"""The SageMaker Pipeline: Preprocess -> Train -> Evaluate -> MSE check -> Register (or Fail).
+"""The SageMaker Pipeline: Preprocess -> Train -> Evaluate -> MSE check -> skill check ->
+Register (or Fail).
 
 SDK v3 (``sagemaker.mlops.workflow``, ``sagemaker.core.workflow``) over ``sagemaker_jobs/``:
 ``preprocess.py`` and ``evaluate.py`` run as processing jobs, ``train.py`` as a ``ModelTrainer``
@@ -19,6 +20,8 @@ from typing import Any
 
 EVALUATION_FILE = "evaluation.json"
 MSE_PATH = "regression_metrics.mse.value"
+# skill against the better of the seasonal-naive and window-mean forecasts (evaluation.json)
+SKILL_PATH = "skill.value"
 PROCESSING = "/opt/ml/processing"
 # The inference container runs code/inference.py from the model archive, in full precision
 # (forecasts independent of Batch Transform's mini-batches; "bf16-mixed" serves ~3x faster).
@@ -50,8 +53,10 @@ def stage_pipeline_source(target: Path) -> Path:
 def make_parameters(defaults: Mapping[str, Any], bucket: str, data_prefix: str) -> dict[str, Any]:
     """The pipeline parameters by name: the input ``s3://<InputDataBucket>/<InputDataPrefix>``
     (EventBridge passes a new object's bucket and key), the experiment preset, instance types
-    and counts, the MSE threshold and the approval status of the registered version."""
+    and counts, the MSE threshold, whether the model must beat the naive baselines
+    (``RequireSkill``) and the approval status of the registered version."""
     from sagemaker.core.workflow.parameters import (
+        ParameterBoolean,
         ParameterFloat,
         ParameterInteger,
         ParameterString,
@@ -68,6 +73,7 @@ def make_parameters(defaults: Mapping[str, Any], bucket: str, data_prefix: str) 
         ParameterString("TrainingInstanceType", default_value=d["training_instance_type"]),
         ParameterInteger("TrainingInstanceCount", default_value=int(d["training_instance_count"])),
         ParameterFloat("MseThreshold", default_value=float(d["mse_threshold"])),
+        ParameterBoolean("RequireSkill", default_value=bool(d.get("require_skill", True))),
         ParameterString("ModelApprovalStatus", default_value=str(d["approval_status"])),
     )}
 
@@ -236,7 +242,12 @@ def get_pipeline(region: str, role: str, bucket: str, pipeline_name: str,
     (default: one for ``region`` with ``bucket`` as its default bucket). ``source_dir``: the
     staged library (default: staged into a temporary directory that lives with the pipeline).
     """
-    from sagemaker.core.workflow.conditions import ConditionLessThanOrEqualTo
+    from sagemaker.core.workflow.conditions import (
+        ConditionEquals,
+        ConditionGreaterThan,
+        ConditionLessThanOrEqualTo,
+        ConditionOr,
+    )
     from sagemaker.core.workflow.functions import Join, JsonGet
     from sagemaker.core.workflow.properties import PropertyFile
     from sagemaker.mlops.workflow import ConditionStep, FailStep, Pipeline
@@ -280,11 +291,22 @@ def get_pipeline(region: str, role: str, bucket: str, pipeline_name: str,
     fail = FailStep(name="MseAboveThreshold", error_message=Join(on=" ", values=[
         "Test MSE", mse, "is above the threshold", p["MseThreshold"],
         "(MseThreshold); the model was not registered."]))
+    skill = JsonGet(step_name=evaluate.name, property_file=report, json_path=SKILL_PATH)
+    no_skill = FailStep(name="SkillBelowBaseline", error_message=Join(on=" ", values=[
+        "Skill", skill, "against the better naive baseline (1 - MSE / MSE_baseline) is not "
+        "above 0: a seasonal-naive or window-mean forecast does at least as well; the model was "
+        "not registered (RequireSkill=false registers it anyway)."]))
+    check_skill = ConditionStep(
+        name="CheckSkill",
+        conditions=[ConditionOr(conditions=[
+            ConditionEquals(left=p["RequireSkill"], right=False),
+            ConditionGreaterThan(left=skill, right=0.0)])],
+        if_steps=[b.register(model_data, evaluation_uri, model_package_group)],
+        else_steps=[no_skill])
     check = ConditionStep(
         name="CheckMse", conditions=[ConditionLessThanOrEqualTo(left=mse,
                                                                 right=p["MseThreshold"])],
-        if_steps=[b.register(model_data, evaluation_uri, model_package_group)],
-        else_steps=[fail])
+        if_steps=[check_skill], else_steps=[fail])
     pipeline = Pipeline(name=pipeline_name, parameters=list(p.values()),
                         steps=[preprocess, train, evaluate, check], sagemaker_session=session)
     pipeline._informer_source = staged  # the staged code lives as long as the pipeline

@@ -46,13 +46,15 @@ def built():
 
 
 def steps(definition) -> dict[str, dict]:
-    """Every step by name, condition branches included."""
+    """Every step by name, nested condition branches included."""
     found = {}
-    for step in definition["Steps"]:
+    pending = list(definition["Steps"])
+    while pending:
+        step = pending.pop(0)
         found[step["Name"]] = step
         if step["Type"] == "Condition":
             for branch in ("IfSteps", "ElseSteps"):
-                found.update({s["Name"]: s for s in step["Arguments"][branch]})
+                pending += step["Arguments"][branch]
     return found
 
 
@@ -67,7 +69,11 @@ def test_steps_and_types(built):
         "PreprocessData", "TrainModel", "EvaluateModel", "CheckMse"]
     assert {n: s["Type"] for n, s in steps(definition).items()} == {
         "PreprocessData": "Processing", "TrainModel": "Training", "EvaluateModel": "Processing",
-        "CheckMse": "Condition", "RegisterModel": "RegisterModel", "MseAboveThreshold": "Fail"}
+        "CheckMse": "Condition", "MseAboveThreshold": "Fail", "CheckSkill": "Condition",
+        "RegisterModel": "RegisterModel", "SkillBelowBaseline": "Fail"}
+    check_mse = steps(definition)["CheckMse"]["Arguments"]
+    assert [s["Name"] for s in check_mse["IfSteps"]] == ["CheckSkill"]
+    assert [s["Name"] for s in check_mse["ElseSteps"]] == ["MseAboveThreshold"]
 
 
 def test_dependencies(built):
@@ -78,6 +84,23 @@ def test_dependencies(built):
     assert references(s["CheckMse"]["Arguments"]["Conditions"]) == {"EvaluateModel"}
     assert references(s["RegisterModel"]) == {"TrainModel", "EvaluateModel"}
     assert references(s["MseAboveThreshold"]) == {"EvaluateModel"}
+    assert references(s["CheckSkill"]["Arguments"]["Conditions"]) == {"EvaluateModel"}
+    assert references(s["SkillBelowBaseline"]) == {"EvaluateModel"}
+
+
+def test_skill_condition_reads_the_report_and_can_be_switched_off(built):
+    s = steps(built[0])
+    (either,) = s["CheckSkill"]["Arguments"]["Conditions"]
+    assert either["Type"] == "Or"
+    off, above = either["Conditions"]
+    assert off == {"Type": "Equals", "LeftValue": {"Get": "Parameters.RequireSkill"},
+                   "RightValue": False}
+    assert above["Type"] == "GreaterThan" and above["RightValue"] == 0.0
+    skill = above["LeftValue"]["Std:JsonGet"]
+    assert skill["Path"] == "skill.value"
+    assert skill["PropertyFile"] == {"Get": "Steps.EvaluateModel.PropertyFiles.EvaluationReport"}
+    message = json.dumps(s["SkillBelowBaseline"]["Arguments"]["ErrorMessage"])
+    assert "Skill" in message and "naive baseline" in message
 
 
 def test_parameters_and_defaults(built):
@@ -89,7 +112,7 @@ def test_parameters_and_defaults(built):
         "ProcessingInstanceCount": ("Integer", 1),
         "TrainingInstanceType": ("String", "ml.m5.2xlarge"),
         "TrainingInstanceCount": ("Integer", 1), "MseThreshold": ("Float", 1.0),
-        "ModelApprovalStatus": ("String", "PendingManualApproval")}
+        "RequireSkill": ("Boolean", True), "ModelApprovalStatus": ("String", "PendingManualApproval")}
 
 
 def test_preprocess_reads_the_input_parameters(built):
