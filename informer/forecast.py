@@ -37,8 +37,9 @@ class Backtest:
     prediction per variable, its quantiles ``<var>_p<level>`` (quantile models) and
     ``<var>_actual`` (NaN where unknown). ``by_step``: MSE/MAE per horizon step, scaled and
     original units, and the skill against the naive baselines. ``metrics``: the same over all
-    steps, plus interval coverage, weighted quantile loss and CRPS (quantile models); skill and
-    interval figures cover the origins whose whole future is in the data."""
+    steps, plus interval coverage, weighted quantile loss and CRPS (quantile models), and
+    ``level_jump`` (:func:`level_jump`); skill and interval figures cover the origins whose
+    whole future is in the data."""
 
     frame: pd.DataFrame
     by_step: pd.DataFrame
@@ -227,6 +228,9 @@ class Forecaster:
         actual = padded[idx][..., cols]  # exact original values for the output frame
         pred_scaled = point_of(torch.from_numpy(raw), self.net.config).numpy()
         result = _assemble(s, all_dates, idx, pred_scaled.astype(np.float64), true_scaled, actual)
+        result.metrics["level_jump"] = level_jump(s.unscale(pred_scaled[:, 0]),
+                                                  values[idx[:, 0] - 1][:, cols],
+                                                  values[idx[0, 0] - s.seq_len:][:, cols])
         for name, column in self._columns(raw).items():  # quantile columns after the point
             if name not in s.predicted:
                 result.frame.insert(result.frame.columns.get_loc(name.rsplit("_p", 1)[0] +
@@ -243,6 +247,15 @@ class Forecaster:
             for name, values_by_step in baselines.skill_by_step(sums["steps"]).items():
                 result.by_step[name] = values_by_step
         return result
+
+
+def level_jump(first: np.ndarray, last: np.ndarray, span: np.ndarray) -> float:
+    """Mean ``|y_hat(t+1) - y(t)|`` over origins and variables, each variable's jump divided by
+    its standard deviation over ``span`` (the rows the backtest covers): how far the first
+    forecast step lands from the last observation. ``first``/``last``: ``[origins, vars]``."""
+    std = np.nanstd(span, axis=0)
+    std = np.where(std > 0, std, 1.0)
+    return float(np.nanmean(np.abs(first - last) / std))
 
 
 class _Stacked(WindowDataset):

@@ -134,6 +134,13 @@ def test_forecast_and_backtest_carry_quantile_columns(tmp_path):
     assert result.metrics["coverage_80"] == result.metrics["coverage_80_original"]
     assert {"skill_seasonal_naive", "skill_window_mean"} <= set(result.by_step.columns)
     assert quantile_column("OT", 0.025) == "OT_p2.5"
+    # the first step lands at the training mean: the jump from each origin's last value,
+    # in units of each variable's standard deviation over the rows the backtest covers
+    starts = range(0, 200 - 48 - 6 + 1, 10)
+    span = df[["a", "b", "OT"]].to_numpy()
+    last = span[[i + 47 for i in starts]]
+    expected = np.mean(np.abs(np.array([10.0, 20.0, 30.0]) - last) / span.std(axis=0))
+    assert result.metrics["level_jump"] == pytest.approx(expected)
 
 
 @pytest.fixture(scope="module")
