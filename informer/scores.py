@@ -4,7 +4,8 @@ One :class:`Scorer` serves the training module's validation/test metrics and
 :func:`informer.evaluation.evaluate` alike, so ``informer-train``, ``informer-eval`` and the
 SageMaker evaluation step report the same figures:
 
-- point errors (MAE, MSE, RMSE, MAPE, MSPE) scaled and ``_original`` (original units);
+- point errors (MAE, MSE, RMSE, MAPE, MSPE) scaled and ``_original`` (original units; MAPE and
+  MSPE there over the true values at least a tenth of their variable's std from zero);
 - ``windows``: how many windows were scored;
 - with quantiles: interval coverage, weighted quantile loss and CRPS, scaled and original;
 - skill against the seasonal-naive and window-mean forecasts (scaled), overall and by step.
@@ -16,7 +17,7 @@ import torch
 
 from informer import baselines, intervals
 from informer.config import InformerConfig
-from informer.metrics import N_SUMS, error_sums, metrics_from_sums
+from informer.metrics import N_SUMS, error_sums, metrics_from_sums, percentage_floor
 from informer.nn.model import point_of
 from informer.schema import DataSchema
 
@@ -74,7 +75,9 @@ class Scorer:
                 "scaled": error_sums(pred, true),
                 "steps": baselines.step_sums(pred, true, history, self.season)}
         if self.schema is not None:
-            sums["original"] = error_sums(unscale(pred, self.schema), unscale(true, self.schema))
+            std = [self.schema.std[self.schema.columns.index(c)] for c in self.schema.predicted]
+            sums["original"] = error_sums(unscale(pred, self.schema), unscale(true, self.schema),
+                                          floor=percentage_floor(std, pred.device))
         if self.levels:
             ordered = outputs.sort(dim=-1).values
             sums["quantiles"] = intervals.quantile_sums(ordered, true, self.levels)
