@@ -82,7 +82,8 @@ def test_bad_csv(case, tmp_path, train_cfg, capsys):
     (["data.batch_size=64", "data.seq_len=150"],
      "data.batch_size: the train split has 55 windows, fewer than one batch of 64"),
     (["data.split=weekly"], "data.split: expected one of ['ett_hour', 'ett_minute', 'ratio']"),
-    (["model.net.d_model=30", "model.net.n_heads=4"], "model.net.d_model: expected a multiple of n_heads"),
+    (["model.net.d_model=30", "model.net.n_heads=4"],
+     "model.net.d_model: expected a multiple of n_heads"),
     (["data.freq=nonsense"], "data.freq: expected a pandas offset alias"),
 ])
 def test_bad_settings(overrides, message, tmp_path, train_cfg, capsys):
@@ -228,3 +229,24 @@ def test_dashboard_source_must_be_a_state_directory(tmp_path):
         assert proc.stderr == (f"error: source: {source} {what}; expected a state directory "
                                f"(informer-mlops local run makes one) or s3://bucket/prefix\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_known_third_party_noise_is_filtered(tmp_path):
+    """The console scripts' entry filters Lightning's litlogger tip and its ``_pytree``
+    deprecation warning, and nothing else."""
+    code = (
+        "import logging, warnings\n"
+        "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
+        "from informer.cli.common import quiet_console\n"
+        "quiet_console()\n"
+        "from lightning.fabric.utilities.rank_zero import rank_zero_info\n"
+        "rank_zero_info('\\N{ELECTRIC LIGHT BULB} Tip: For seamless cloud logging')\n"
+        "rank_zero_info('kept info')\n"
+        "warnings.warn('`isinstance(treespec, LeafSpec)` is deprecated, use x', "
+        "DeprecationWarning)\n"
+        "warnings.warn('kept warning')\n")
+    proc = subprocess.run([sys.executable, "-W", "default", "-c", code], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "Tip" not in proc.stderr and "LeafSpec" not in proc.stderr
+    assert "kept info" in proc.stderr and "UserWarning: kept warning" in proc.stderr

@@ -18,7 +18,8 @@ from omegaconf.errors import OmegaConfBaseException
 from informer.errors import InformerError
 
 # Known third-party noise on every run, never actionable by the user of this library.
-NOISY_WARNINGS = (r".*_pytree.*deprecated.*", r".*deprecated.*_pytree.*")
+NOISY_WARNINGS = (r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # lightning's _pytree
+                  r".*_pytree.*deprecated")
 NOISY_LOG_PREFIXES = ("💡 Tip:",)  # Lightning's litlogger advertisement
 NOISY_LOGGERS = ("lightning.fabric.utilities.rank_zero", "lightning.pytorch.utilities.rank_zero")
 
