@@ -56,7 +56,9 @@ from common import machine, parse_options, record_section, write_atomic  # noqa:
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "results.md"
 LEDGER = ROOT / "docs" / "runs"
-KEPT = ("test/mse", "test/mae", "epochs", "seconds", "machine", "curve", "source")
+KEPT = ("test/mse", "test/mae", "epochs", "seconds", "machine", "curve", "source",
+        "test/coverage_80", "test/wql", "test/wql_original", "test/crps",
+        "test/skill_seasonal_naive", "test/skill_window_mean", "level_jump")
 # Paper Tables 1 (univariate) and 2 (multivariate), ETTh1: horizon -> (MSE, MAE).
 PAPER = {
     "M": {24: (0.577, 0.549), 48: (0.685, 0.625), 168: (0.931, 0.752), 336: (1.128, 0.873),
@@ -64,10 +66,12 @@ PAPER = {
     "S": {24: (0.098, 0.247), 48: (0.158, 0.319), 168: (0.183, 0.346), 336: (0.222, 0.387),
           720: (0.269, 0.435)},
 }
-VARIANTS = {"paper": [], "stack": ["model.net.s_layers=[3,2,1]"], "revin": ["model.net.revin=true"],
-            "fp32": ["trainer.precision=32-true"], "causal": ["model.net.decoder_selection=causal"],
+VARIANTS = {"paper": [], "stack": ["model.net.s_layers=[3,2,1]"],
+            "revin": ["model.net.revin=true"], "fp32": ["trainer.precision=32-true"],
+            "causal": ["model.net.decoder_selection=causal"],
             "filescale": ["data.scaler_fit=file"], "nodrop": ["model.net.dropout=0.0"],
-            "refnet": []}
+            "refnet": [], "quantile": ["model.net.quantiles=[0.1,0.5,0.9]"],
+            "point": ["model.net.quantiles=null"]}
 # variants trained by another entry than informer-train (same overrides)
 ENTRIES = {"refnet": Path(__file__).resolve().parent / "reference_loop.py"}
 DEFAULTS = {"experiment": "etth1_M_24,etth1_M_48,etth1_M_168", "seed": "2021,1,2",

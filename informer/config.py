@@ -28,6 +28,9 @@ class InformerConfig:
     ``quantiles`` (e.g. ``[0.1, 0.5, 0.9]``, strictly increasing in (0, 1)) makes the network
     output those quantiles of each forecast value, trained with the pinball loss; the point
     forecast is then the quantile nearest 0.5. ``None``: one point forecast (the paper).
+    ``calibration`` (set after training, not by hand): per central interval and output
+    variable, how far split-conformal calibration on the validation split moves the interval's
+    bounds outwards (scaled units; :mod:`informer.calibration`).
     ``decoder_selection`` picks the active queries of the decoder's masked ProbSparse
     self-attention: ``global`` as the paper's reference code (top ``u`` of the whole decoder
     input; which outputs attend may depend on the placeholders after them, which hold no data),
@@ -59,6 +62,7 @@ class InformerConfig:
     revin: bool = False
     decoder_selection: str = "global"
     quantiles: list[float] | None = None
+    calibration: list[list[float]] | None = None
 
     def __post_init__(self) -> None:
         if self.s_layers is not None:
@@ -111,6 +115,12 @@ class InformerConfig:
                     any(a >= b for a, b in zip(qs, qs[1:])):
                 _fail("quantiles", "a non-empty, strictly increasing list of levels in (0, 1)",
                       qs)
+        if self.calibration is not None:
+            self.calibration = [[float(v) for v in row] for row in self.calibration]
+            shape = (len(self.quantiles or []) // 2, self.c_out)
+            if (len(self.calibration), *{len(r) for r in self.calibration}) != shape:
+                _fail("calibration", f"{shape[0]} rows of {shape[1]} offsets (intervals x "
+                      f"outputs)", self.calibration)
         if self.padding not in (0, 1):
             _fail("padding", "0 (zeros) or 1 (ones)", self.padding)
         self.mark_dim  # validates freq  # noqa: B018

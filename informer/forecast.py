@@ -19,7 +19,7 @@ from informer.data.csv import DATE, validate_frame
 from informer.data.splits import split_borders
 from informer.data.windows import WindowDataset
 from informer.errors import InformerError
-from informer.nn.model import point_of
+from informer.nn.model import point_of, quantiles_of
 from informer.precision import uses_bf16
 from informer.schema import DataSchema
 from informer.scores import Scorer
@@ -117,8 +117,8 @@ class Forecaster:
             batch = {k: v.to(device) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 pred = self.net.predict_outputs(batch["x"], batch["x_mark"], batch["y_mark"])
-            if self.net.config.quantiles:
-                pred = pred.sort(dim=-1).values
+            if self.net.config.quantiles:  # sorted, calibrated where the model is
+                pred = quantiles_of(pred.float(), self.net.config)
             out.append(pred.float().cpu().numpy())
         c = self.net.config
         shape = (0, c.pred_len, c.c_out) + ((c.n_outputs,) if c.quantiles else ())

@@ -68,21 +68,26 @@ class InformerModule(L.LightningModule):
     the checkpoint) or a callable such as ``functools.partial(torch.optim.SGD, lr=0.01)``.
     Defaults: the paper's Adam (lr 1e-4) and lr halving from the third epoch. ``schema`` (a
     :class:`DataSchema` dict, set by the train entry from the DataModule) enables metrics in
-    original units and the artifact export. 0.1's flat keyword arguments (``d_model=``, ``lr=``,
-    ``lr_decay=``; old checkpoints hold them) are folded in (:mod:`informer.upgrade`).
+    original units and the artifact export. ``calibrate``: for a quantile network, calibrate
+    its intervals on the whole validation split (split-conformal, :mod:`informer.calibration`)
+    when testing starts, with the weights under test; test metrics then report the calibrated
+    intervals and (``_raw``) the uncalibrated ones. 0.1's flat keyword arguments
+    (``d_model=``, ``lr=``, ``lr_decay=``; old checkpoints hold them) are folded in
+    (:mod:`informer.upgrade`).
     """
 
     def __init__(self, net: Mapping[str, Any] | None = None,
                  optimizer: Factory | None = DEFAULT_OPTIMIZER,
                  scheduler: Factory | None = DEFAULT_SCHEDULER,
-                 schema: Mapping[str, Any] | None = None, **legacy: Any) -> None:
+                 schema: Mapping[str, Any] | None = None, calibrate: bool = True,
+                 **legacy: Any) -> None:
         super().__init__()
         net, optimizer, scheduler = fold_legacy_fields(
             _plain(net), _plain(optimizer), _plain(scheduler), legacy)
         self.optimizer, self.scheduler = optimizer, scheduler
         schema = _plain(schema)
         self.save_hyperparameters({
-            "net": net, "schema": schema,
+            "net": net, "schema": schema, "calibrate": calibrate,
             # a callable is not kept: checkpoints hold plain data only
             "optimizer": optimizer if isinstance(optimizer, Mapping) else None,
             "scheduler": scheduler if isinstance(scheduler, Mapping) else None})
@@ -137,6 +142,18 @@ class InformerModule(L.LightningModule):
     @override
     def on_validation_epoch_end(self) -> None:
         self._log_metrics("val")
+
+    @override
+    def on_test_start(self) -> None:
+        """Calibrate a quantile network's intervals on the validation split (every window, in
+        every process alike) before the test split is scored."""
+        datasets = getattr(self.trainer.datamodule, "datasets", None) or {}
+        if self.config.quantiles and self.hparams.calibrate and "val" in datasets:
+            from informer.calibration import conformal_offsets
+
+            self.config.calibration = None
+            self.config.calibration = conformal_offsets(
+                self.net, datasets["val"], precision=str(self.trainer.precision))
 
     @override
     def on_test_epoch_end(self) -> None:

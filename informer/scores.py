@@ -7,7 +7,9 @@ SageMaker evaluation step report the same figures:
 - point errors (MAE, MSE, RMSE, MAPE, MSPE) scaled and ``_original`` (original units; MAPE and
   MSPE there over the true values at least a tenth of their variable's std from zero);
 - ``windows``: how many windows were scored;
-- with quantiles: interval coverage, weighted quantile loss and CRPS, scaled and original;
+- with quantiles: interval coverage, weighted quantile loss and CRPS, scaled and original, of
+  the intervals as served (calibrated when the network has a calibration) and, with a
+  calibration, ``_raw`` of the uncalibrated ones;
 - skill against the seasonal-naive and window-mean forecasts (scaled), overall and by step.
 """
 
@@ -18,7 +20,7 @@ import torch
 from informer import baselines, intervals
 from informer.config import InformerConfig
 from informer.metrics import N_SUMS, error_sums, metrics_from_sums, percentage_floor
-from informer.nn.model import point_of
+from informer.nn.model import point_of, quantiles_of
 from informer.schema import DataSchema
 
 Sums = dict[str, torch.Tensor]
@@ -53,7 +55,7 @@ class Scorer:
         if self.schema is not None:
             out["original"] = (N_SUMS,)
         if self.levels:
-            out["quantiles"] = (intervals.n_sums(self.levels),)
+            out["quantiles"] = out["quantiles_raw"] = (intervals.n_sums(self.levels),)
             if self.schema is not None:
                 out["quantiles_original"] = out["quantiles"]
         return out
@@ -79,8 +81,10 @@ class Scorer:
             sums["original"] = error_sums(unscale(pred, self.schema), unscale(true, self.schema),
                                           floor=percentage_floor(std, pred.device))
         if self.levels:
-            ordered = outputs.sort(dim=-1).values
+            ordered = quantiles_of(outputs, c)
             sums["quantiles"] = intervals.quantile_sums(ordered, true, self.levels)
+            sums["quantiles_raw"] = intervals.quantile_sums(
+                quantiles_of(outputs, c, calibrated=False), true, self.levels)
             if self.schema is not None:
                 sums["quantiles_original"] = intervals.quantile_sums(
                     unscale(ordered.movedim(-1, 1), self.schema).movedim(1, -1),
@@ -97,6 +101,8 @@ class Scorer:
             if "quantiles_original" in sums:
                 out |= intervals.interval_metrics(sums["quantiles_original"], self.levels,
                                                   "_original")
+            if self.config.calibration:
+                out |= intervals.interval_metrics(sums["quantiles_raw"], self.levels, "_raw")
         out |= baselines.skill_metrics(sums["steps"])
         out["windows"] = float(sums["windows"])
         return out

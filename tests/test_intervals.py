@@ -167,11 +167,15 @@ def test_training_reports_intervals_and_skill_as_evaluate_does(quantile_run):
 
     loaded = load_model(out / "model")
     assert loaded.net.config.quantiles == LEVELS
+    # calibrated on the validation split before the test; both figures reported
+    assert len(loaded.net.config.calibration) == 1 and len(loaded.net.config.calibration[0]) == 7
+    assert math.isfinite(metrics["test/coverage_80_raw"])
     series = series_of(loaded, loaded.info["run"]["data"], str(ETT_DIR))
     # the run tested its first 20 batches of 32 windows
     exact = evaluate(loaded.net, loaded.schema, _Windows(series.dataset("test"), 20 * 32),
                      precision="32-true")
-    for key in ("mse", "coverage_80", "wql", "crps", "skill_seasonal_naive", "windows"):
+    for key in ("mse", "coverage_80", "coverage_80_raw", "wql", "crps", "skill_seasonal_naive",
+                "windows"):
         assert metrics[f"test/{key}"] == pytest.approx(exact[key], rel=1e-5), key
 
 
@@ -195,3 +199,32 @@ def test_scorer_leaves_out_an_undefined_baseline():
     batch = {"x": torch.randn(5, 12, 1), "y": torch.randn(5, 8, 1)}
     metrics = scorer.metrics(scorer.batch(torch.randn(5, 4, 1), batch))
     assert "skill_seasonal_naive" not in metrics and "skill_window_mean" in metrics
+
+
+def test_conformal_calibration_moves_the_bounds_to_the_validation_quantile():
+    """One variable, constant raw levels -1/0/1: the offset is the ceil((n+1)0.8)/n quantile
+    of max(q_lo - y, y - q_hi) over the validation values, and it widens the served interval."""
+    from informer.calibration import conformal_offsets
+    from informer.data.windows import WindowDataset
+    from informer.nn.model import quantiles_of
+
+    config = InformerConfig(enc_in=1, dec_in=1, c_out=1, seq_len=8, label_len=4, pred_len=2,
+                            d_model=8, n_heads=2, d_ff=8, quantiles=LEVELS)
+    net = Informer(config)
+    with torch.no_grad():
+        net.projection.weight.zero_()
+        net.projection.bias.copy_(torch.tensor([-1.0, 0.0, 1.0]))
+    values = torch.linspace(-3, 3, 40).reshape(-1, 1)
+    dataset = WindowDataset(values, torch.zeros(40, 4), 8, 4, 2)
+    (offset,), = conformal_offsets(net, dataset, precision="32-true")
+    future = torch.stack([values[i + 8:i + 10, 0] for i in range(len(dataset))]).flatten()
+    scores = torch.maximum(-1 - future, future - 1).sort().values.double()
+    n = len(scores)
+    assert offset == pytest.approx(float(scores[math.ceil((n + 1) * 0.8) - 1]))
+    config.calibration = [[offset]]
+    served = quantiles_of(torch.tensor([[-1.0, 0.0, 1.0]]), config)
+    assert served[0].tolist() == pytest.approx([-1 - offset, 0.0, 1 + offset])
+    inside = ((future >= -1 - offset) & (future <= 1 + offset)).double().mean()
+    assert inside >= 0.8
+    with pytest.raises(InformerError, match=r"^model.net.calibration: expected 1 rows of 1"):
+        InformerConfig(enc_in=1, dec_in=1, c_out=1, quantiles=LEVELS, calibration=[[1.0, 2.0]])

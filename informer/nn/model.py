@@ -111,11 +111,28 @@ class Informer(nn.Module):
 
     def predict_quantiles(self, x_enc: torch.Tensor, x_mark_enc: torch.Tensor,
                           x_mark_dec: torch.Tensor) -> torch.Tensor:
-        """Quantiles ``[B, pred_len, c_out, Q]``, sorted along Q (no crossing levels)."""
+        """Quantiles ``[B, pred_len, c_out, Q]``, sorted along Q (no crossing levels), with
+        the calibration applied when the network has one."""
         if not self.config.quantiles:
             raise ValueError("predict_quantiles: the network has no quantiles; set "
                              "model.net.quantiles")
-        return self.predict_outputs(x_enc, x_mark_enc, x_mark_dec).sort(dim=-1).values
+        return quantiles_of(self.predict_outputs(x_enc, x_mark_enc, x_mark_dec), self.config)
+
+
+def quantiles_of(outputs: torch.Tensor, config: InformerConfig,
+                 calibrated: bool = True) -> torch.Tensor:
+    """Sorted quantiles ``[..., Q]`` of raw outputs; with ``calibrated`` and a calibration,
+    each central interval's bounds moved out by its offsets (``[intervals, c_out]``)."""
+    levels = outputs.sort(dim=-1).values
+    if not calibrated or not config.calibration:
+        return levels
+    offsets = torch.tensor(config.calibration, dtype=levels.dtype, device=levels.device)
+    n = levels.size(-1)
+    shift = torch.zeros(offsets.size(1), n, dtype=levels.dtype, device=levels.device)
+    for k in range(offsets.size(0)):
+        shift[:, k] -= offsets[k]
+        shift[:, n - 1 - k] += offsets[k]
+    return (levels + shift).sort(dim=-1).values
 
 
 def point_of(outputs: torch.Tensor, config: InformerConfig) -> torch.Tensor:
