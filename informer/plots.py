@@ -33,16 +33,43 @@ def _date_axis(ax: plt.Axes) -> None:
     ax.grid(alpha=0.3)
 
 
+def _levels(frame: pd.DataFrame, var: str) -> list[tuple[float, str]]:
+    """``(level, column)`` of ``var``'s quantile columns (``OT_p10``...), by level."""
+    found = []
+    for column in frame.columns:
+        head, sep, level = str(column).rpartition("_p")
+        if sep and head == var:
+            try:
+                found.append((float(level), column))
+            except ValueError:
+                continue
+    return sorted(found)
+
+
+def _band(ax: plt.Axes, frame: pd.DataFrame, dates: pd.Series, var: str) -> None:
+    """Shade the outermost quantile interval of ``var``, if the frame has one."""
+    levels = _levels(frame, var)
+    if len(levels) >= 2:
+        (low, lo), (high, hi) = levels[0], levels[-1]
+        ax.fill_between(dates, frame[lo].astype(float), frame[hi].astype(float),
+                        color="tab:orange", alpha=0.25, lw=0,
+                        label=f"p{low:g}-p{high:g} interval")
+
+
 def plot_forecast(history: pd.DataFrame, forecast: pd.DataFrame, path: str | Path,
                   history_steps: int | None = None) -> Path:
-    """Recent history and the forecast, one panel per predicted variable."""
-    variables = [c for c in forecast.columns if c != DATE][:MAX_PANELS]
+    """Recent history and the forecast (with its outermost quantile interval as a band), one
+    panel per predicted variable."""
+    quantile_columns = {c for v in forecast.columns for _, c in _levels(forecast, v)}
+    variables = [c for c in forecast.columns
+                 if c != DATE and c not in quantile_columns][:MAX_PANELS]
     tail = history.tail(history_steps or 4 * len(forecast))
     fig, axes = plt.subplots(len(variables), 1, figsize=(10, 2.4 * len(variables)),
                              sharex=True, squeeze=False)
     hist_dates = pd.to_datetime(tail[DATE])
     for ax, var in zip(axes[:, 0], variables):
         ax.plot(hist_dates, tail[var].astype(float), color="tab:blue", label="history")
+        _band(ax, forecast, forecast[DATE], var)
         ax.plot(forecast[DATE], forecast[var], color="tab:orange", label="forecast")
         ax.axvline(hist_dates.iloc[-1], color="grey", ls="--", lw=0.8)
         ax.set_ylabel(var)
@@ -62,6 +89,7 @@ def plot_backtest_origins(frame: pd.DataFrame, path: str | Path, variable: str,
     for ax, origin in zip(axes[:, 0], pick):
         rows = frame[frame["origin"] == origin]
         ax.plot(rows[DATE], rows[f"{variable}_actual"], color="tab:blue", label="actual")
+        _band(ax, rows, rows[DATE], variable)
         ax.plot(rows[DATE], rows[variable], color="tab:orange", label="predicted")
         ax.set_title(f"origin {pd.Timestamp(origin):%Y-%m-%d %H:%M}", fontsize=9)
         ax.set_ylabel(variable)
