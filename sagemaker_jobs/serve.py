@@ -11,6 +11,22 @@ binds ``0.0.0.0``; ``--host`` overrides both. Every socket operation and the rea
 request's body are bounded by ``SAGEMAKER_MODEL_SERVER_TIMEOUT`` seconds (default 60; a slow
 body gets 408), and a connection that has not delivered a whole request within twice that is
 closed. The model directory is fixed at start-up; requests carry data only, never paths.
+
+Under load: the listen backlog is 1024 connections (the kernel caps it at
+``net.core.somaxconn``), so a burst of clients waits to be accepted instead of being reset.
+Every connection gets its own thread, which reads the request and answers ``/ping`` at once;
+forecasts run on ``INFORMER_SERVE_WORKERS`` worker threads (default 1: one forecast already
+uses every core through torch's own threads), with at most ``INFORMER_SERVE_MAX_QUEUE``
+forecasts waiting (default 256). A request that finds that queue full is read to its end and
+answered ``503`` with ``Retry-After: 1``; no socket is dropped unanswered. Memory held by
+waiting requests is at most the queue size times the payload limit.
+
+Why the standard library and not a server package: the work is the forecast (milliseconds of
+CPU per request), not HTTP parsing, so a faster server would not raise throughput; what load
+needs is a deep backlog and bounded, queued model work, which a few lines give here. The
+serving container then needs nothing beyond torch, numpy and pandas, and the limits above
+(413, 411, 408, slow-client cut-off) stay as tested. ``benchmarks/serve_load.py`` measures
+it (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -25,6 +41,7 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -32,7 +49,9 @@ from informer.errors import InformerError
 from sagemaker_jobs import inference
 
 DEFAULT_PORT, DEFAULT_MAX_MB, DEFAULT_TIMEOUT_S = 8080, 6, 60.0
+DEFAULT_WORKERS, DEFAULT_MAX_QUEUE, BACKLOG = 1, 256, 1024
 LOCAL_HOST, CONTAINER_HOST = "127.0.0.1", "0.0.0.0"
+WORKERS_ENV, MAX_QUEUE_ENV = "INFORMER_SERVE_WORKERS", "INFORMER_SERVE_MAX_QUEUE"
 
 
 def max_payload_bytes(env: dict[str, str] | None = None) -> int:
@@ -58,6 +77,59 @@ def request_timeout(env: dict[str, str] | None = None) -> float:
         raise SystemExit(f"error: SAGEMAKER_MODEL_SERVER_TIMEOUT: expected seconds in "
                          f"(0, 86400), got {value!r}")
     return seconds
+
+
+def env_count(name: str, default: int, minimum: int, env: dict[str, str] | None = None) -> int:
+    """An integer setting from the environment, ``>= minimum``."""
+    env = os.environ if env is None else env
+    value = env.get(name) or str(default)
+    try:
+        count = int(value)
+    except ValueError:
+        count = minimum - 1
+    if count < minimum:
+        raise InformerError(f"{name}: expected an integer >= {minimum}, got {value!r}")
+    return count
+
+
+class Busy(Exception):  # noqa: N818 - a state, not a failure
+    """Every worker is busy and the queue is full."""
+
+
+class WorkPool:
+    """``workers`` threads run forecasts; at most ``max_queue`` more wait for one."""
+
+    def __init__(self, workers: int, max_queue: int) -> None:
+        self.workers, self.max_queue = workers, max_queue
+        self._executor = ThreadPoolExecutor(workers, thread_name_prefix="informer-serve")
+        self._lock = threading.Lock()
+        self._in_flight = 0
+
+    @property
+    def in_flight(self) -> int:
+        """Calls running or waiting."""
+        return self._in_flight
+
+    def submit(self, fn: Any, *args: Any) -> Future:
+        """Queue ``fn(*args)``; :class:`Busy` when ``workers + max_queue`` calls are in."""
+        with self._lock:
+            if self._in_flight >= self.workers + self.max_queue:
+                raise Busy
+            self._in_flight += 1
+        try:
+            future = self._executor.submit(fn, *args)
+        except BaseException:
+            self._finished()
+            raise
+        future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, _: Future | None = None) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
 
 
 def invoke(model: Any, body: bytes, content_type: str | None, accept: str | None
@@ -126,10 +198,12 @@ class Handler(BaseHTTPRequestHandler):
         return b"".join(chunks)
 
     def _send(self, status: int, body: bytes = b"", kind: str = "text/plain",
-              close: bool = False) -> None:
+              close: bool = False, headers: dict[str, str] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", kind)
         self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         if close:
             self.send_header("Connection", "close")
             self.close_connection = True
@@ -198,9 +272,17 @@ class Handler(BaseHTTPRequestHandler):
             return
         self._done.set()  # the request is in: computing the answer is not cut short
         try:
-            status, payload, kind = invoke(self.server.model, body,
-                                           self.headers.get("Content-Type"),
-                                           self.headers.get("Accept"))
+            future = self.server.pool.submit(invoke, self.server.model, body,
+                                             self.headers.get("Content-Type"),
+                                             self.headers.get("Accept"))
+        except Busy:
+            pool = self.server.pool
+            self._send(503, f"error: busy: {pool.workers} forecast(s) running and "
+                            f"{pool.max_queue} waiting ({MAX_QUEUE_ENV}); retry later".encode(),
+                       headers={"Retry-After": "1"})
+            return
+        try:
+            status, payload, kind = future.result()
         except Exception as err:  # noqa: BLE001 - a failed request must not stop the server
             traceback.print_exc(file=sys.stderr)  # details stay in the server's log
             status, payload, kind = 500, f"error: internal error ({type(err).__name__}); see " \
@@ -213,7 +295,10 @@ class Handler(BaseHTTPRequestHandler):
 
 
 class Server(ThreadingHTTPServer):
+    """One thread per connection, forecasts on :attr:`pool`, a listen backlog of 1024."""
+
     daemon_threads = True
+    request_queue_size = BACKLOG  # listen(): socketserver's default of 5 resets bursts
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that went away (reset, broken pipe, timeout) is not a server error."""
@@ -222,18 +307,27 @@ class Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
     def __init__(self, address: tuple[str, int], model: Any, max_bytes: int,
-                 verbose: bool = True, request_timeout: float = DEFAULT_TIMEOUT_S) -> None:
+                 verbose: bool = True, request_timeout: float = DEFAULT_TIMEOUT_S,
+                 workers: int = DEFAULT_WORKERS, max_queue: int = DEFAULT_MAX_QUEUE) -> None:
         super().__init__(address, Handler)
         self.model, self.max_bytes, self.verbose = model, max_bytes, verbose
         self.request_timeout = request_timeout
+        self.pool = WorkPool(workers, max_queue)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self.pool.close()
 
 
 def make_server(model_dir: str, host: str = LOCAL_HOST, port: int | None = None,
                 verbose: bool = True) -> Server:
     """Load the model, then bind (``port=0`` picks a free one)."""
+    workers = env_count(WORKERS_ENV, DEFAULT_WORKERS, 1)
+    max_queue = env_count(MAX_QUEUE_ENV, DEFAULT_MAX_QUEUE, 0)
     model = inference.model_fn(model_dir)
     port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT", DEFAULT_PORT)) if port is None else port
-    return Server((host, port), model, max_payload_bytes(), verbose, request_timeout())
+    return Server((host, port), model, max_payload_bytes(), verbose, request_timeout(),
+                  workers, max_queue)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

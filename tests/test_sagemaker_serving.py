@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import threading
+import time
 import urllib.error
 import urllib.request
+from http.client import HTTPConnection
 from pathlib import Path
 
 import pandas as pd
@@ -219,6 +222,138 @@ def test_server_port_comes_from_sagemaker_bind_to_port(model_dir, monkeypatch):
         assert httpd.server_address[1] == port
     finally:
         httpd.server_close()
+
+
+# load: backlog, worker pool, back-pressure ------------------------------------------------------
+def _post(port: int, body: bytes, timeout: float = 60) -> tuple[int, dict[str, str], bytes]:
+    """One POST /invocations on a new connection; raises on a reset or refused connection."""
+    conn = HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        conn.request("POST", "/invocations", body=body, headers={"Content-Type": "text/csv"})
+        response = conn.getresponse()
+        return response.status, dict(response.getheaders()), response.read()
+    finally:
+        conn.close()
+
+
+def _concurrently(n: int, call) -> list:
+    """``call()`` from ``n`` threads started together: results, or the exceptions raised."""
+    barrier, results = threading.Barrier(n), [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = call()
+        except Exception as err:  # noqa: BLE001 - collected and asserted on
+            results[i] = err
+
+    threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(n)]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 120
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return results
+
+
+def test_200_concurrent_invocations_are_all_answered(server):
+    """200 clients at once, each on its own connection: every one gets its forecast, none is
+    reset or refused (the listen backlog was socketserver's 5)."""
+    port = int(server.rsplit(":", 1)[1])
+    body = history(0).to_csv(index=False).encode()
+    results = _concurrently(200, lambda: _post(port, body))
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert not errors, f"{len(errors)} of 200 failed, e.g. {errors[0]!r}"
+    assert [r[0] for r in results] == [200] * 200
+    assert len({r[2] for r in results}) == 1  # the same history, the same forecast
+
+
+def test_a_burst_of_connections_waits_in_the_backlog(model_dir, monkeypatch):
+    """200 connections opened before the server accepts any: the kernel holds them all (a
+    backlog of 5 let about 6 complete), and each is answered once the server runs."""
+    monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_TIMEOUT", "30")
+    httpd = serve.make_server(str(model_dir), "127.0.0.1", 0, verbose=False)
+    port = httpd.server_address[1]
+    socks, serving = [], threading.Thread(target=httpd.serve_forever, daemon=True)
+    try:
+        for _ in range(200):  # a connection the backlog cannot hold times out here
+            socks.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+        for sock in socks:
+            sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        serving.start()
+        deadline = time.monotonic() + 30
+        for sock in socks:
+            sock.settimeout(max(0.01, deadline - time.monotonic()))
+            assert sock.recv(1024).startswith(b"HTTP/1.1 200 OK\r\n")
+    finally:
+        for sock in socks:
+            sock.close()
+        if serving.is_alive():
+            httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def gated(model_dir, monkeypatch):
+    """A server with one worker and a queue of one whose forecasts wait for ``gate``."""
+    monkeypatch.setenv("INFORMER_SERVE_WORKERS", "1")
+    monkeypatch.setenv("INFORMER_SERVE_MAX_QUEUE", "1")
+    gate, real = threading.Event(), serve.invoke
+
+    def held(*args):
+        assert gate.wait(60)
+        return real(*args)
+
+    monkeypatch.setattr(serve, "invoke", held)
+    httpd = serve.make_server(str(model_dir), "127.0.0.1", 0, verbose=False)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield httpd, gate
+    gate.set()
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_a_full_queue_answers_503_and_ping_still_answers(gated):
+    """Worker busy, queue full: the next request is read to its end and answered 503 with
+    Retry-After (never a dropped socket); /ping answers; the held requests then complete."""
+    httpd, gate = gated
+    port = httpd.server_address[1]
+    body = history(0).to_csv(index=False).encode()
+    held = []
+    for expected in (1, 2):  # one running, one waiting
+        held.append(threading.Thread(target=lambda: held.append(_post(port, body)),
+                                     daemon=True))
+        held[-1].start()
+        deadline = time.monotonic() + 30
+        while httpd.pool.in_flight < expected and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert httpd.pool.in_flight == expected
+    big = ETT.to_csv(index=False).encode()[:45_000]  # read whole before the answer
+    status, headers, answer = _post(port, big)
+    assert status == 503 and headers["Retry-After"] == "1"
+    assert answer == (b"error: busy: 1 forecast(s) running and 1 waiting "
+                      b"(INFORMER_SERVE_MAX_QUEUE); retry later")
+    assert http(f"http://127.0.0.1:{port}/ping")[0] == 200
+    gate.set()
+    for thread in held[:2]:
+        thread.join(60)
+    assert [r[0] for r in held[2:]] == [200, 200]
+    assert _post(port, body)[0] == 200 and httpd.pool.in_flight == 0
+
+
+@pytest.mark.parametrize("name, value, minimum", [
+    ("INFORMER_SERVE_MAX_QUEUE", "many", 0), ("INFORMER_SERVE_MAX_QUEUE", "-1", 0),
+    ("INFORMER_SERVE_WORKERS", "0", 1)])
+def test_bad_pool_settings_are_one_error_line(model_dir, monkeypatch, capsys, name, value,
+                                              minimum):
+    monkeypatch.setenv(name, value)
+    monkeypatch.setattr(serve.Server, "serve_forever",
+                        lambda self: pytest.fail(f"serving despite {name}={value}"))
+    with pytest.raises(SystemExit) as info:
+        serve.main(["--model-dir", str(model_dir), "--port", "0"])
+    assert info.value.code == 2
+    assert capsys.readouterr().err == \
+        f"error: {name}: expected an integer >= {minimum}, got {value!r}\n"
 
 
 # local Batch Transform --------------------------------------------------------------------------
