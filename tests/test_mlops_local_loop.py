@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import re
 import subprocess
 import sys
 
@@ -33,8 +34,10 @@ def mlops_cli(*args: str, state, check: bool = True) -> subprocess.CompletedProc
 def registered(tmp_path_factory):
     """One local pipeline run with a tiny model, registered as PendingManualApproval."""
     state = tmp_path_factory.mktemp("loop") / "state"
-    proc = mlops_cli("local", "run", *TINY, "mse_threshold=10", "group=etth1", state=state)
-    for step in ("PreprocessData", "TrainModel", "EvaluateModel", "CheckMse", "RegisterModel"):
+    proc = mlops_cli("local", "run", *TINY, "mse_threshold=10", "require_skill=false",
+                     "group=etth1", state=state)
+    for step in ("PreprocessData", "TrainModel", "EvaluateModel", "CheckMse", "CheckSkill",
+                 "RegisterModel"):
         assert f"{step} ... ok" in proc.stdout, step
     return state
 
@@ -113,11 +116,17 @@ def test_crash_before_delivery_and_concurrent_approvals(registered):
     assert deliver_pending(state, Registry(state.registry)) == []  # a restart finds it all done
 
 
-def test_failed_condition_registers_nothing(tmp_path):
+@pytest.mark.parametrize(("setting", "step", "reason"), [
+    ("mse_threshold=0.001", "CheckMse", "test MSE .* is above the threshold 0.001"),
+    # a model that a naive forecast beats (a few steps of a tiny network) is never registered
+    ("mse_threshold=10", "CheckSkill", r"skill -\d\.\d+ against the better naive baseline "
+                                       r"\((seasonal_naive|window_mean); 1 - MSE / MSE_baseline\) "
+                                       r"is not above 0"),
+])
+def test_failed_condition_registers_nothing(tmp_path, setting, step, reason):
     state = tmp_path / "state"
-    proc = mlops_cli("local", "run", *TINY, "mse_threshold=0.001", state=state, check=False)
+    proc = mlops_cli("local", "run", *TINY, setting, state=state, check=False)
     assert proc.returncode == 2
-    assert "CheckMse ... failed" in proc.stdout
-    assert proc.stderr.strip().startswith("error: CheckMse: test MSE")
-    assert "is above the threshold 0.001" in proc.stderr
+    assert f"{step} ... failed" in proc.stdout
+    assert re.match(f"error: {step}: {reason}", proc.stderr.strip().splitlines()[-1])
     assert Registry(state / "registry.db").packages() == []

@@ -14,7 +14,7 @@ from informer.files import check_writable
 from mlops.local.registry import RegistryError
 from mlops.local.state import ENV_STATE_DIR, StateDir
 
-RUN_KEYS = ("data", "experiment", "group", "mse_threshold", "approval_status")
+RUN_KEYS = ("data", "experiment", "group", "mse_threshold", "require_skill", "approval_status")
 
 
 def _state(args: argparse.Namespace) -> StateDir:
@@ -27,7 +27,8 @@ def _default_data() -> Path:
 
 def settings_from(tokens: list[str]) -> Any:
     """``key=value`` tokens: run settings (``data``, ``experiment``, ``group``,
-    ``mse_threshold``, ``approval_status``) and, for the rest, training overrides."""
+    ``mse_threshold``, ``require_skill``, ``approval_status``) and, for the rest, training
+    overrides."""
     from informer.cli.common import override_error
     from informer.upgrade import upgrade_overrides
     from mlops.cli import UserError, load_config
@@ -49,6 +50,10 @@ def settings_from(tokens: list[str]) -> Any:
                         f"{values['mse_threshold']!r}") from err
     if threshold <= 0:
         raise UserError(f"mse_threshold: expected a positive number, got {threshold}")
+    require = str(values.get("require_skill", params.get("require_skill", True))).lower()
+    if require not in ("true", "false"):
+        raise UserError(f"require_skill: expected true or false, got "
+                        f"{values['require_skill']!r}")
     from mlops.local.registry import check_status
 
     status = values.get("approval_status", params["approval_status"])
@@ -63,7 +68,7 @@ def settings_from(tokens: list[str]) -> Any:
         experiment=experiment, overrides=overrides,
         group=values.get("group", pipeline["model_package_group"]),
         prefix=pipeline["base_job_prefix"], data_prefix=pipeline["data_prefix"],
-        mse_threshold=threshold, approval_status=status)
+        mse_threshold=threshold, require_skill=require == "true", approval_status=status)
 
 
 def _recover(state: StateDir, quiet: bool = False) -> list[dict[str, Any]]:

@@ -20,7 +20,8 @@ from mlops.local.registry import Registry
 from mlops.local.state import StateDir
 
 JOBS = Path(__file__).resolve().parents[2] / "sagemaker_jobs"
-STEPS = ("PreprocessData", "TrainModel", "EvaluateModel", "CheckMse", "RegisterModel")
+STEPS = ("PreprocessData", "TrainModel", "EvaluateModel", "CheckMse", "CheckSkill",
+         "RegisterModel")
 
 
 @dataclass
@@ -34,6 +35,7 @@ class RunSettings:
     prefix: str = "informer"
     data_prefix: str = "data/"
     mse_threshold: float = 1.0
+    require_skill: bool = True  # skill > 0 against the better naive baseline to register
     approval_status: str = "PendingManualApproval"
     history_rows: int | None = None  # transform input length; default 4 x seq_len
 
@@ -132,6 +134,21 @@ def run_pipeline(state: StateDir, settings: RunSettings, out: TextIO = sys.stdou
         return f"mse {mse:.4f} <= {settings.mse_threshold}"
 
     run.step(4, "CheckMse", check)
+    skill = report.get("skill") or {}
+    summary["skill"] = skill.get("value")
+
+    def check_skill() -> str:
+        value, best = skill.get("value"), skill.get("best_baseline")
+        if not settings.require_skill:
+            return f"skill {value} not required (require_skill=false)"
+        if value is None or value <= 0:
+            raise InformerError(
+                f"skill {value} against the better naive baseline ({best}; 1 - MSE / "
+                f"MSE_baseline) is not above 0: that forecast does at least as well; the model "
+                f"is not registered (require_skill=false registers it anyway)")
+        return f"skill {value:+.3f} against {best}"
+
+    run.step(5, "CheckSkill", check_skill)
 
     def register() -> str:
         metrics = {"ModelQuality": {"Statistics": {
@@ -152,7 +169,7 @@ def run_pipeline(state: StateDir, settings: RunSettings, out: TextIO = sys.stdou
         summary["package"] = package
         return f"{settings.group} v{version} ({package['ModelApprovalStatus']})"
 
-    run.step(5, "RegisterModel", register)
+    run.step(6, "RegisterModel", register)
     (run.logs / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     shutil.rmtree(run.work, ignore_errors=True)
     return summary
