@@ -52,6 +52,16 @@ def small_artifact(csv: Path, directory: Path) -> Path:
                          run_config={"data": {"split": "ett_hour"}})
 
 
+def matrix_units() -> str:
+    """``", Intel AMX"`` or ``", AVX512-BF16"`` when /proc/cpuinfo lists them, else ``""``."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return ""
+    return ", Intel AMX" if "amx_tile" in flags else \
+        ", AVX512-BF16" if "avx512_bf16" in flags else ""
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -207,7 +217,7 @@ def record(args: argparse.Namespace, counts: Counter, figures: dict[str, float],
         f"{'`' + args.model + '`' if args.model else 'untrained, seeded, quickstart-sized'}, "
         "precision `32-true` (the serving default). Latency (of the answers 200) is from "
         "connect to the last byte of the answer.", "",
-        f"Machine: {machine(threads=False)}. Measured {time.strftime('%Y-%m-%d')} "
+        f"Machine: {machine(threads=False)}{matrix_units()}. Measured {time.strftime('%Y-%m-%d')} "
         f"(1-minute load average {load:.2f} at the start), command `{command.strip()}`.", "",
         "| requests | 200 | 503 | resets, refused, timeouts | p50 (ms) | p99 (ms) | "
         "answers 200/s |",

@@ -15,11 +15,11 @@ closed. The model directory is fixed at start-up; requests carry data only, neve
 Under load: the listen backlog is 1024 connections (the kernel caps it at
 ``net.core.somaxconn``), so a burst of clients waits to be accepted instead of being reset.
 Every connection gets its own thread, which reads the request and answers ``/ping`` at once;
-forecasts run on ``INFORMER_SERVE_WORKERS`` worker threads (default 1: one forecast already
-uses every core through torch's own threads), with at most ``INFORMER_SERVE_MAX_QUEUE``
-forecasts waiting (default 256). A request that finds that queue full is read to its end and
-answered ``503`` with ``Retry-After: 1``; no socket is dropped unanswered. Memory held by
-waiting requests is at most the queue size times the payload limit.
+forecasts run on ``INFORMER_SERVE_WORKERS`` worker threads (default 2: torch spreads one
+forecast over every core while a second worker parses and writes payloads), with at most
+``INFORMER_SERVE_MAX_QUEUE`` forecasts waiting (default 256). A request that finds the queue
+full is read to its end and answered ``503`` with ``Retry-After: 1``; no socket is dropped
+unanswered. Waiting requests hold at most the queue size times the payload limit in memory.
 
 Why the standard library and not a server package: the work is the forecast (milliseconds of
 CPU per request), not HTTP parsing, so a faster server would not raise throughput; what load
@@ -49,7 +49,7 @@ from informer.errors import InformerError
 from sagemaker_jobs import inference
 
 DEFAULT_PORT, DEFAULT_MAX_MB, DEFAULT_TIMEOUT_S = 8080, 6, 60.0
-DEFAULT_WORKERS, DEFAULT_MAX_QUEUE, BACKLOG = 1, 256, 1024
+DEFAULT_WORKERS, DEFAULT_MAX_QUEUE, BACKLOG = 2, 256, 1024
 LOCAL_HOST, CONTAINER_HOST = "127.0.0.1", "0.0.0.0"
 WORKERS_ENV, MAX_QUEUE_ENV = "INFORMER_SERVE_WORKERS", "INFORMER_SERVE_MAX_QUEUE"
 
@@ -331,7 +331,11 @@ def make_server(model_dir: str, host: str = LOCAL_HOST, port: int | None = None,
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="informer-serve", description=__doc__.split("\n\n")[1])
+    parser = argparse.ArgumentParser(
+        prog="informer-serve", description=__doc__.split("\n\n")[1],
+        epilog="environment: SAGEMAKER_BIND_TO_PORT, SAGEMAKER_MAX_PAYLOAD_IN_MB, "
+        f"SAGEMAKER_MODEL_SERVER_TIMEOUT, {WORKERS_ENV} (default {DEFAULT_WORKERS}), "
+        f"{MAX_QUEUE_ENV} (default {DEFAULT_MAX_QUEUE}), INFORMER_PRECISION")
     parser.add_argument("command", nargs="?", choices=["serve"], help="accepted, as SageMaker "
                         "starts containers with 'serve'")
     parser.add_argument("--model-dir", default=os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
