@@ -1,15 +1,17 @@
 """Load on ``informer-serve``: N concurrent clients (default 200) of real ``POST /invocations``
 requests; p50/p99 latency, throughput and the count of each outcome (200, 503, resets, ...).
 
-    python benchmarks/serve_load.py [--clients 200] [--requests 5] [--model <dir>] [--record]
+    python benchmarks/serve_load.py [--clients 200] [--requests 5] [--model <dir>]
+        [--workers N] [--max-queue default,16] [--record]
 
 The server runs as its own process (``python -m sagemaker_jobs.serve``, what ``informer-serve``
 runs) on a free loopback port. Without ``--model`` it serves a seeded, untrained network of the
 quickstart's size (d_model 64, ETTh1 48/48/24, 7 variables): the timings do not depend on the
 weights. Every client opens a new connection per request and sends one ETTh1 history as CSV;
 all clients start together. ``--workers``/``--max-queue`` set ``INFORMER_SERVE_WORKERS`` and
-``INFORMER_SERVE_MAX_QUEUE`` for the server. Exit status 1 when any request ended without an
-HTTP answer (reset, refused, timed out).
+``INFORMER_SERVE_MAX_QUEUE`` for the server (a list of queue sizes runs once per size, a fresh
+server each). Exit status 1 when any request ended without an HTTP answer (reset, refused,
+timed out).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from informer.config import InformerConfig  # noqa: E402
 from informer.data.series import SeriesData  # noqa: E402
 from informer.data.sources import ENV_DATA_DIR, resolve_data_file  # noqa: E402
 from informer.nn import Informer  # noqa: E402
+from sagemaker_jobs.serve import DEFAULT_MAX_QUEUE, DEFAULT_WORKERS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 WINDOWS = {"seq_len": 48, "label_len": 48, "pred_len": 24}
@@ -161,13 +164,15 @@ def report(counts: Counter, latencies: list[float], wall: float) -> dict[str, fl
     return figures
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=200)
     parser.add_argument("--requests", type=int, default=5, help="per client, default 5")
     parser.add_argument("--model", help="model directory (default: untrained, quickstart-sized)")
     parser.add_argument("--workers", help="INFORMER_SERVE_WORKERS for the server")
-    parser.add_argument("--max-queue", help="INFORMER_SERVE_MAX_QUEUE for the server")
+    parser.add_argument("--max-queue", default="default",
+                        help="INFORMER_SERVE_MAX_QUEUE for the server; a comma-separated list "
+                        "runs once per value ('default': the server's own)")
     parser.add_argument("--timeout", type=float, default=120.0, help="client socket timeout, s")
     parser.add_argument("--record", action="store_true", help="write docs/benchmarks.md")
     args = parser.parse_args(argv)
@@ -175,57 +180,70 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("error: --clients and --requests: expected integers >= 1")
     if args.model and not Path(args.model).is_dir():
         sys.exit(f"error: --model: {args.model}: not a directory")
+    args.queues = args.max_queue.split(",")
+    if not all(q == "default" or q.isdigit() for q in args.queues):
+        sys.exit(f"error: --max-queue: expected integers >= 0 or 'default', got "
+                 f"{args.max_queue!r}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
     csv = resolve_data_file(os.environ.get(ENV_DATA_DIR, "data"), "ETTh1.csv")
     body = pd.read_csv(csv, nrows=500).tail(WINDOWS["seq_len"] + 12).to_csv(index=False).encode()
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    for name, value in (("INFORMER_SERVE_WORKERS", args.workers),
-                        ("INFORMER_SERVE_MAX_QUEUE", args.max_queue)):
-        if value is not None:
-            env[name] = value
-    load = load_average()
+    load, rows = load_average(), []
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(args.model) if args.model else small_artifact(csv, Path(tmp) / "model")
-        port = free_port()
-        server = start_server(model, port, env, Path(tmp) / "serve.log")
-        try:
-            run_load(port, body, min(args.clients, 8), 1, args.timeout)  # warm-up
-            counts, latencies, wall = run_load(port, body, args.clients, args.requests,
-                                               args.timeout)
-        finally:
-            server.terminate()
-            server.wait(30)
-    figures = report(counts, latencies, wall)
-    failures = sum(n for status, n in counts.items() if not status.isdigit())
+        for queue in args.queues:
+            env = dict(os.environ, PYTHONPATH=str(ROOT))
+            for name, value in (("INFORMER_SERVE_WORKERS", args.workers),
+                                ("INFORMER_SERVE_MAX_QUEUE", queue)):
+                if value not in (None, "default"):
+                    env[name] = value
+            port = free_port()
+            print(f"INFORMER_SERVE_MAX_QUEUE={queue}:", flush=True)
+            server = start_server(model, port, env, Path(tmp) / "serve.log")
+            try:
+                run_load(port, body, min(args.clients, 8), 1, args.timeout)  # warm-up
+                counts, latencies, wall = run_load(port, body, args.clients, args.requests,
+                                                   args.timeout)
+            finally:
+                server.terminate()
+                server.wait(30)
+            rows.append((queue, counts, report(counts, latencies, wall)))
     if args.record:
-        record(args, counts, figures, load)
-    sys.exit(1 if failures else 0)
+        record(args, rows, load)
+    failed = any(not status.isdigit() for _, counts, _ in rows for status in counts)
+    sys.exit(1 if failed else 0)
 
 
-def record(args: argparse.Namespace, counts: Counter, figures: dict[str, float],
+def record(args: argparse.Namespace, rows: list[tuple[str, Counter, dict[str, float]]],
            load: float) -> None:
-    settings = ", ".join(f"`{name}={value}`" for name, value in (
-        ("INFORMER_SERVE_WORKERS", args.workers), ("INFORMER_SERVE_MAX_QUEUE", args.max_queue))
-        if value is not None) or "the server's defaults"
     command = "python benchmarks/serve_load.py " + " ".join(sys.argv[1:])
-    no_answer = sum(n for status, n in counts.items() if not status.isdigit())
+    workers = f"`INFORMER_SERVE_WORKERS={args.workers}`" if args.workers else \
+        f"its default {DEFAULT_WORKERS} workers"
     lines = [
         "## Serving under load (`benchmarks/serve_load.py`)", "",
         f"{args.clients} concurrent clients, {args.requests} `POST /invocations` each (a new "
         f"connection per request, one ETTh1 history of {WINDOWS['seq_len'] + 12} rows as CSV, "
-        "answer as CSV), against `informer-serve` in its own process with "
-        f"{settings}; model: "
+        f"answer as CSV), against `informer-serve` in its own process with {workers}; model: "
         f"{'`' + args.model + '`' if args.model else 'untrained, seeded, quickstart-sized'}, "
         "precision `32-true` (the serving default). Latency (of the answers 200) is from "
-        "connect to the last byte of the answer.", "",
-        f"Machine: {machine(threads=False)}{matrix_units()}. Measured {time.strftime('%Y-%m-%d')} "
-        f"(1-minute load average {load:.2f} at the start), command `{command.strip()}`.", "",
-        "| requests | 200 | 503 | resets, refused, timeouts | p50 (ms) | p99 (ms) | "
-        "answers 200/s |",
-        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
-        f"| {sum(counts.values())} | {counts.get('200', 0)} | {counts.get('503', 0)} | "
-        f"{no_answer} | {figures['p50_ms']:.0f} | {figures['p99_ms']:.0f} | "
-        f"{figures['ok_per_s']:.1f} |",
+        "connect to the last byte of the answer; throughput is answers 200 per second of the "
+        "whole run.", "",
+        f"Machine: {machine(threads=False)}{matrix_units()}. Measured "
+        f"{time.strftime('%Y-%m-%d')} (1-minute load average {load:.2f} at the start), command "
+        f"`{command.strip()}`.", "",
+        "| `INFORMER_SERVE_MAX_QUEUE` | requests | 200 | 503 | resets, refused, timeouts | "
+        "p50 (ms) | p99 (ms) | answers 200/s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    for queue, counts, figures in rows:
+        no_answer = sum(n for status, n in counts.items() if not status.isdigit())
+        label = f"default ({DEFAULT_MAX_QUEUE})" if queue == "default" else queue
+        lines.append(f"| {label} | {sum(counts.values())} | {counts.get('200', 0)} | "
+                     f"{counts.get('503', 0)} | {no_answer} | {figures['p50_ms']:.0f} | "
+                     f"{figures['p99_ms']:.0f} | {figures['ok_per_s']:.1f} |")
     record_section("serve_load", "\n".join(lines))
 
 
