@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import socket
@@ -268,15 +269,24 @@ def test_200_concurrent_invocations_are_all_answered(server):
     assert len({r[2] for r in results}) == 1  # the same history, the same forecast
 
 
+def somaxconn(default: int = 4096) -> int:
+    """The kernel's cap on a listen backlog (128 before Linux 5.4)."""
+    try:
+        return int(Path("/proc/sys/net/core/somaxconn").read_text())
+    except (OSError, ValueError):
+        return default
+
+
 def test_a_burst_of_connections_waits_in_the_backlog(model_dir, monkeypatch):
     """200 connections opened before the server accepts any: the kernel holds them all (a
     backlog of 5 let about 6 complete), and each is answered once the server runs."""
     monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_TIMEOUT", "30")
+    burst = min(200, somaxconn())
     httpd = serve.make_server(str(model_dir), "127.0.0.1", 0, verbose=False)
     port = httpd.server_address[1]
     socks, serving = [], threading.Thread(target=httpd.serve_forever, daemon=True)
     try:
-        for _ in range(200):  # a connection the backlog cannot hold times out here
+        for _ in range(burst):  # a connection the backlog cannot hold times out here
             socks.append(socket.create_connection(("127.0.0.1", port), timeout=2))
         for sock in socks:
             sock.sendall(b"GET /ping HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
@@ -339,6 +349,25 @@ def test_a_full_queue_answers_503_and_ping_still_answers(gated):
         thread.join(60)
     assert [r[0] for r in held[2:]] == [200, 200]
     assert _post(port, body)[0] == 200 and httpd.pool.in_flight == 0
+
+
+def test_the_load_benchmark_counts_every_request(model_dir, capsys, monkeypatch):
+    """``benchmarks/serve_load.py`` against a real ``informer-serve`` process."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    monkeypatch.setenv("INFORMER_DATA_DIR", str(ETT_DIR))
+    import serve_load
+
+    assert serve_load.percentile([0.3, 0.1, 0.2, 0.4], 0.5) in (0.2, 0.3)
+    assert serve_load.percentile([float(i) for i in range(100)], 0.99) == 98.0
+    with pytest.raises(SystemExit) as info:
+        serve_load.main(["--clients", "12", "--requests", "2", "--model", str(model_dir),
+                         "--max-queue", "default,0", "--workers", "1"])
+    assert info.value.code == 0  # nothing reset, refused or timed out
+    out = capsys.readouterr().out
+    assert "outcomes: {'200': 24}" in out  # queue 256: every request answered
+    second = out.split("INFORMER_SERVE_MAX_QUEUE=0:")[1]
+    counts = ast.literal_eval(second.split("outcomes: ")[1].splitlines()[0])
+    assert sum(counts.values()) == 24 and counts["200"] >= 1 and set(counts) <= {"200", "503"}
 
 
 @pytest.mark.parametrize("name, value, minimum", [
