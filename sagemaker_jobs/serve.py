@@ -21,12 +21,13 @@ forecast over every core while a second worker parses and writes payloads), with
 full is read to its end and answered ``503`` with ``Retry-After: 1``; no socket is dropped
 unanswered. Waiting requests hold at most the queue size times the payload limit in memory.
 
-Why the standard library and not a server package: the work is the forecast (milliseconds of
-CPU per request), not HTTP parsing, so a faster server would not raise throughput; what load
-needs is a deep backlog and bounded, queued model work, which a few lines give here. The
-serving container then needs nothing beyond torch, numpy and pandas, and the limits above
-(413, 411, 408, slow-client cut-off) stay as tested. ``benchmarks/serve_load.py`` measures
-it (docs/benchmarks.md).
+Why the standard library and not a server package: a request's CPU time goes to the handlers
+(CSV or JSON parsing, validation, the forecast: ~9 ms for a quickstart-sized model on one
+core), which any server would run the same, not to the HTTP layer; what load needs is a deep
+backlog and bounded, queued model work, which a few lines give here. The serving container
+then needs nothing beyond torch, numpy and pandas, and the limits above (413, 411, 408, the
+slow-client cut-off) stay as tested. ``benchmarks/serve_load.py`` measures it
+(docs/benchmarks.md).
 """
 
 from __future__ import annotations
