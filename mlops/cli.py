@@ -19,7 +19,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
-from unittest import mock
+
+from informer.errors import InformerError
+from mlops.config import command, environment, load_config
 
 ROOT = Path(__file__).resolve().parent
 TEMPLATE = ROOT / "infra" / "template.yaml"
@@ -31,57 +33,20 @@ OFFLINE_ROLE = "arn:aws:iam::123456789012:role/informer-sagemaker"
 TELEMETRY_OFF = "SchemaVersion: '1.0'\nSageMaker: {PythonSDK: {Modules: {TelemetryOptOut: true}}}\n"
 
 
-class UserError(ValueError):
-    """Bad input: reported as one ``error:`` line, exit code 2."""
-
-
-def load_config(overrides: Sequence[str]) -> dict[str, Any]:
-    """``conf/pipeline`` (option ``default`` unless ``pipeline=<option>``) with ``overrides``
-    (``key=value`` is read as ``pipeline.key=value``), resolved to plain Python."""
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf
-    from omegaconf.errors import OmegaConfBaseException
-
-    from informer.cli.common import compose_conf
-
-    group, rest = "default", []
-    for item in overrides:
-        match = re.match(r"^([+~]*)(?:pipeline\.)?([^=]+)=(.*)$", item, re.S)
-        if not match:
-            raise UserError(f"{item!r}: expected key=value")
-        lead, key, value = match.groups()
-        if key == "pipeline":
-            group = value
-        else:
-            rest.append(f"{lead}pipeline.{key}={value}")
-    try:
-        cfg = compose_conf(None, [f"+pipeline={group}", *rest])
-        return OmegaConf.to_container(cfg.pipeline, resolve=True)
-    except (HydraException, OmegaConfBaseException) as err:
-        raise UserError(str(err).strip().splitlines()[0]) from err
-
-
 @contextmanager
 def offline_aws(region: str) -> Iterator[None]:
     """Fake credentials, role validation and telemetry off, and moto's in-process AWS."""
     try:
         from moto import mock_aws
     except ImportError as err:
-        raise UserError("--offline needs moto (pip install 'informer-mlops[dev]')") from err
-    saved = dict(os.environ)
+        raise InformerError("--offline needs moto (pip install 'informer-mlops[dev]')") from err
     with tempfile.TemporaryDirectory(prefix="informer-sm-config-") as tmp:
         config = Path(tmp) / "config.yaml"
         config.write_text(TELEMETRY_OFF)
-        os.environ.update(OFFLINE_ENV, AWS_DEFAULT_REGION=region, AWS_REGION=region,
-                          SAGEMAKER_USER_CONFIG_OVERRIDE=str(config))
-        for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL"):
-            os.environ.pop(name, None)
-        try:
-            with mock_aws():
-                yield
-        finally:
-            os.environ.clear()
-            os.environ.update(saved)
+        with environment({**OFFLINE_ENV, "AWS_DEFAULT_REGION": region, "AWS_REGION": region,
+                          "SAGEMAKER_USER_CONFIG_OVERRIDE": str(config)},
+                         remove=("AWS_PROFILE", "AWS_ENDPOINT_URL")), mock_aws():
+            yield
 
 
 def create_bucket(bucket: str, region: str) -> None:
@@ -123,7 +88,7 @@ def cmd_definition(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 def cmd_upsert(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     role = args.role_arn or cfg.get("role_arn")
     if not role:
-        raise UserError("role_arn: upsert needs the SageMaker execution role; pass --role-arn "
+        raise InformerError("role_arn: upsert needs the SageMaker execution role; pass --role-arn "
                         "ARN, pipeline.role_arn=ARN or set SAGEMAKER_ROLE_ARN")
     response = build(cfg, role).upsert(role_arn=role, description=cfg.get("description"))
     print(json.dumps({"PipelineArn": response.get("PipelineArn")}, indent=2))
@@ -135,16 +100,16 @@ def start_parameters(args: argparse.Namespace, declared: dict[str, Any]) -> dict
     if args.input:
         match = re.match(r"^s3://([^/]+)/?(.*)$", args.input)
         if not match:
-            raise UserError(f"--input: expected s3://bucket/prefix, got {args.input!r}")
+            raise InformerError(f"--input: expected s3://bucket/prefix, got {args.input!r}")
         values.update(InputDataBucket=match.group(1), InputDataPrefix=match.group(2))
     for item in args.parameter or []:
         name, sep, value = item.partition("=")
         if not sep:
-            raise UserError(f"-p {item!r}: expected Name=Value")
+            raise InformerError(f"-p {item!r}: expected Name=Value")
         values[name] = value
     unknown = sorted(set(values) - set(declared))
     if unknown:
-        raise UserError(f"parameter {', '.join(unknown)}: not a parameter of the pipeline; "
+        raise InformerError(f"parameter {', '.join(unknown)}: not a parameter of the pipeline; "
                         f"expected one of {sorted(declared)}")
     return values
 
@@ -191,18 +156,6 @@ def cmd_describe(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     print(json.dumps(describe_latest(client, cfg["pipeline_name"]), indent=2, default=str))
 
 
-def command(sub: Any, name: str, text: str, handler: Callable[..., None],
-            config: bool = True) -> argparse.ArgumentParser:
-    """A subcommand calling ``handler(args, cfg)``; ``config``: it takes conf/pipeline
-    overrides (``cfg`` is then the composed ``pipeline`` config, else ``{}``)."""
-    p = sub.add_parser(name, help=text, description=text)
-    if config:
-        p.add_argument("overrides", nargs="*", metavar="key=value",
-                       help="override of conf/pipeline (pipeline.key=value or key=value)")
-    p.set_defaults(handler=handler, config=config)
-    return p
-
-
 def _add_pipeline(sub: Any) -> None:
     p = command(sub, "definition", "print the pipeline definition JSON", cmd_definition)
     mode = p.add_mutually_exclusive_group()
@@ -221,7 +174,7 @@ def _add_pipeline(sub: Any) -> None:
 def _zipfile(text: str) -> tuple[re.Match, int]:
     match = re.search(r"^( *)ZipFile: \|\n((?:(?:\1  [^\n]*)?\n)*)", text, re.M)
     if not match:
-        raise UserError(f"{TEMPLATE}: no 'ZipFile: |' block")
+        raise InformerError(f"{TEMPLATE}: no 'ZipFile: |' block")
     return match, len(match.group(1)) + 2
 
 
@@ -251,7 +204,7 @@ def cmd_template(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
         print("updated" if sync_template() else "up to date", TEMPLATE)
         return
     if template_code(TEMPLATE.read_text()) != LAMBDA_SOURCE.read_text():
-        raise UserError(f"{TEMPLATE}: the inline Lambda code differs from {LAMBDA_SOURCE}; "
+        raise InformerError(f"{TEMPLATE}: the inline Lambda code differs from {LAMBDA_SOURCE}; "
                         f"run informer-mlops template sync")
     print("in sync", TEMPLATE)
 
@@ -310,9 +263,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         cfg = load_config(args.overrides) if args.config else {}
         region = os.environ.get("AWS_DEFAULT_REGION") or cfg.get("region")
-        with mock.patch.dict(os.environ, {"AWS_DEFAULT_REGION": region} if region else {}):
+        with environment({"AWS_DEFAULT_REGION": region} if region else {}):
             args.handler(args, cfg)  # the SDK needs a region when it is imported
-    except (UserError, ValueError) as err:
+    except ValueError as err:  # InformerError and the SDK's own argument errors
         print(f"error: {str(err).strip().splitlines()[0]}", file=sys.stderr)
         sys.exit(2)
     except (BotoCoreError, ClientError) as err:

@@ -317,7 +317,7 @@ def merged_settings(settings: Mapping[str, Any] | None) -> dict[str, Any]:
     """``settings`` merged over the packaged defaults (``conf/pipeline/default.yaml``)."""
     from omegaconf import OmegaConf
 
-    from mlops.cli import load_config
+    from mlops.config import load_config
 
     merged = OmegaConf.merge(OmegaConf.create(load_config([])), dict(settings or {}))
     return OmegaConf.to_container(merged, resolve=True)

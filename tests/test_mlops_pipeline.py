@@ -15,7 +15,8 @@ import tarfile
 
 import pytest
 
-from mlops.cli import create_bucket, load_config, main, offline_aws
+from mlops.cli import create_bucket, main, offline_aws
+from mlops.config import load_config
 
 pytestmark = [
     pytest.mark.skipif(importlib.util.find_spec("sagemaker") is None,
@@ -112,7 +113,8 @@ def test_parameters_and_defaults(built):
         "ProcessingInstanceCount": ("Integer", 1),
         "TrainingInstanceType": ("String", "ml.m5.2xlarge"),
         "TrainingInstanceCount": ("Integer", 1), "MseThreshold": ("Float", 1.0),
-        "RequireSkill": ("Boolean", True), "ModelApprovalStatus": ("String", "PendingManualApproval")}
+        "RequireSkill": ("Boolean", True),
+        "ModelApprovalStatus": ("String", "PendingManualApproval")}
 
 
 def test_preprocess_reads_the_input_parameters(built):

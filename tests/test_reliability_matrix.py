@@ -275,8 +275,8 @@ HP_CASES = {
     "hp_wrong_type": (
         ["--data.seq_len", "abc"], "data.seq_len: expected an integer >= 1, got 'abc'", ""),
     "hp_wrong_type_model": (
-        ["--model.net.d_model", "wide"], "model.net.d_model: expected a positive integer, got 'wide'",
-        ""),
+        ["--model.net.d_model", "wide"],
+        "model.net.d_model: expected a positive integer, got 'wide'", ""),
     "hp_seq_len_lt_label_len": (
         ["--data.seq_len", "24", "--data.label_len", "48"],
         "data.label_len: expected label_len <= seq_len (24), got 48", ""),

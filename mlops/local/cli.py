@@ -31,7 +31,7 @@ def settings_from(tokens: list[str]) -> Any:
     overrides."""
     from informer.cli.common import override_error
     from informer.upgrade import upgrade_overrides
-    from mlops.cli import UserError, load_config
+    from mlops.config import load_config
     from mlops.local.runner import RunSettings
 
     pipeline = load_config([])
@@ -40,19 +40,19 @@ def settings_from(tokens: list[str]) -> Any:
     for token in tokens:
         key, sep, value = token.partition("=")
         if not sep:
-            raise UserError(f"{token!r}: expected key=value")
+            raise InformerError(f"{token!r}: expected key=value")
         (values.__setitem__(key, value) if key in RUN_KEYS else overrides.append(token))
     params = pipeline["parameters"]
     try:
         threshold = float(values.get("mse_threshold", params["mse_threshold"]))
     except ValueError as err:
-        raise UserError(f"mse_threshold: expected a number, got "
+        raise InformerError(f"mse_threshold: expected a number, got "
                         f"{values['mse_threshold']!r}") from err
     if threshold <= 0:
-        raise UserError(f"mse_threshold: expected a positive number, got {threshold}")
+        raise InformerError(f"mse_threshold: expected a positive number, got {threshold}")
     require = str(values.get("require_skill", params.get("require_skill", True))).lower()
     if require not in ("true", "false"):
-        raise UserError(f"require_skill: expected true or false, got "
+        raise InformerError(f"require_skill: expected true or false, got "
                         f"{values['require_skill']!r}")
     from mlops.local.registry import check_status
 
@@ -62,7 +62,7 @@ def settings_from(tokens: list[str]) -> Any:
     problem = override_error("train", [f"experiment={experiment}",
                                        *upgrade_overrides(overrides)])
     if problem:  # before any step runs, with "did you mean" where a name is close
-        raise UserError(problem)
+        raise InformerError(problem)
     return RunSettings(
         data=Path(values.get("data") or _default_data()).expanduser().resolve(),
         experiment=experiment, overrides=overrides,
@@ -183,14 +183,13 @@ def cmd_status(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 
 def cmd_dashboard(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from mlops.cli import UserError
     from mlops.dashboard import build
 
     values = {}
     for token in args.tokens:
         key, sep, value = token.partition("=")
         if not sep or key not in ("source", "output"):
-            raise UserError(f"{token!r}: expected source=<dir or s3://...> or output=<html>")
+            raise InformerError(f"{token!r}: expected source=<dir or s3://...> or output=<html>")
         values[key] = value
     source = values.get("source") or str(_state(args).root)
     output = Path(values.get("output", "dashboard.html"))
@@ -201,28 +200,26 @@ def cmd_dashboard(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
 
 def check_source(source: str) -> None:
     """A local source must be a state directory (``registry.db`` or ``forecasts/``)."""
-    from mlops.cli import UserError
 
     if source.startswith("s3://"):
         return
     root = Path(source).expanduser()
     if not root.is_dir():
-        raise UserError(f"source: {source} is not a directory; expected a state directory "
+        raise InformerError(f"source: {source} is not a directory; expected a state directory "
                         f"(informer-mlops local run makes one) or s3://bucket/prefix")
     if not (root / "registry.db").is_file() and not (root / "forecasts").is_dir():
-        raise UserError(f"source: {source} has no registry.db or forecasts/; expected a state "
+        raise InformerError(f"source: {source} has no registry.db or forecasts/; expected a state "
                         f"directory (informer-mlops local run makes one) or s3://bucket/prefix")
 
 
 def cmd_manifest(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     from informer.files import atomic_write_json
-    from mlops.cli import UserError
     from mlops.dashboard import quicksight_manifest
 
     values = dict(token.partition("=")[::2] for token in args.tokens)
     unknown = sorted(set(values) - {"prefix", "output"})
     if unknown or "prefix" not in values:
-        raise UserError("expected prefix=s3://<bucket>/forecasts/<group>/ [output=<json>]")
+        raise InformerError("expected prefix=s3://<bucket>/forecasts/<group>/ [output=<json>]")
     manifest = quicksight_manifest(values["prefix"])
     if "output" in values:
         print(f"wrote {atomic_write_json(values['output'], manifest)}")
@@ -236,7 +233,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def add_local(sub: Any) -> None:
-    from mlops.cli import command
+    from mlops.config import command
 
     p = command(sub, "run", "run preprocess -> train -> evaluate -> check -> register locally",
                 cmd_run, config=False)
@@ -256,7 +253,7 @@ def add_local(sub: Any) -> None:
 
 
 def add_dashboard(sub: Any) -> None:
-    from mlops.cli import command
+    from mlops.config import command
 
     p = command(sub, "build", "write the HTML dashboard", cmd_dashboard, config=False)
     p.add_argument("tokens", nargs="*", metavar="key=value", help="source=..., output=...")
