@@ -3,8 +3,11 @@
 Reads a local state directory (or an ``s3://`` prefix, copied locally first): forecast CSVs under
 ``forecasts/<group>/v<version>/`` (``date``, predictions per variable, ``<var>_actual`` when
 known), optional ``*by_step*.csv`` error tables, and the model registry. Writes one HTML file
-with plotly.js inlined (no CDN, works offline): actual vs predicted per variable with the
-forecast horizon shaded, error by horizon step, and the table of versions.
+with plotly.js inlined (no CDN, works offline): a variable picker; per version and variable,
+actual against predicted with the forecast horizon shaded and, for a quantile model, its
+outermost interval as a band (``<var>_p<level>`` columns); error by horizon step in original
+units, and skill against the naive baselines by step on an axis of its own; the table of
+versions with their test MSE, skill and interval coverage.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ from typing import Any
 import pandas as pd
 
 VERSION_DIR = re.compile(r"^v(\d+)$")
-KEY_METRICS = [f"regression_metrics.{m}.value" for m in ("mse", "mae", "mse_original",
-                                                          "mae_original")]
+KEY_METRICS = {f"regression_metrics.{m}.value": m for m in ("mse", "mae", "mse_original",
+                                                             "mae_original")}
+KEY_METRICS |= {"skill.value": "skill", "skill.best_baseline": "vs",
+                "interval_metrics.coverage_80.value": "coverage_80"}
+LEVEL = re.compile(r"^(?P<var>.+)_p(?P<level>\d+(?:\.\d+)?)$")
 
 
 @dataclass
@@ -89,10 +95,18 @@ def collect_s3(uri: str, workdir: Path) -> DashboardData:
     return collect(workdir)
 
 
+def _levels(frame: pd.DataFrame, variable: str) -> list[str]:
+    """``variable``'s quantile columns (``OT_p10``, ``OT_p50``...), by level."""
+    found = [(float(m["level"]), c) for c in frame.columns
+             if (m := LEVEL.match(str(c))) and m["var"] == variable]
+    return [c for _, c in sorted(found)]
+
+
 def _variables(frame: pd.DataFrame) -> list[str]:
     skip = {"date", "origin", "step", "id", "series_id"}
-    return [c for c in frame.columns if c not in skip and not c.endswith("_actual")
-            and pd.api.types.is_numeric_dtype(frame[c])]
+    levels = {c for v in frame.columns for c in _levels(frame, str(v))}
+    return [c for c in frame.columns if c not in skip and c not in levels
+            and not c.endswith("_actual") and pd.api.types.is_numeric_dtype(frame[c])]
 
 
 def forecast_figure(item: VersionForecasts, frame: pd.DataFrame, variable: str):
@@ -106,6 +120,15 @@ def forecast_figure(item: VersionForecasts, frame: pd.DataFrame, variable: str):
         fig.add_trace(go.Scatter(x=known["date"], y=known[actual], name="actual",
                                  mode="lines", line={"color": "#1f77b4"}))
     predicted = frame[frame[variable].notna()]
+    levels = _levels(frame, variable)
+    if len(levels) >= 2:  # the outermost interval as a band under the forecast
+        lo, hi = levels[0], levels[-1]
+        fig.add_trace(go.Scatter(x=predicted["date"], y=predicted[hi], mode="lines",
+                                 line={"width": 0}, showlegend=False, hoverinfo="skip"))
+        fig.add_trace(go.Scatter(x=predicted["date"], y=predicted[lo], mode="lines",
+                                 line={"width": 0}, fill="tonexty",
+                                 fillcolor="rgba(255,127,14,0.25)",
+                                 name=f"interval {hi.rsplit('_', 1)[1]}-{lo.rsplit('_', 1)[1]}"))
     fig.add_trace(go.Scatter(x=predicted["date"], y=predicted[variable], name="predicted",
                              mode="lines+markers", marker={"size": 4},
                              line={"color": "#ff7f0e"}))
@@ -120,15 +143,28 @@ def forecast_figure(item: VersionForecasts, frame: pd.DataFrame, variable: str):
 
 
 def error_figure(item: VersionForecasts, by_step: pd.DataFrame):
+    """Error by horizon step in original units (left axis) and, where the table has them, the
+    skill against the naive baselines (right axis: 0 is the baseline's own error)."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
-    for column in [c for c in by_step.columns if c != "step"]:
+    errors = [c for c in by_step.columns if c.endswith("_original")] or \
+        [c for c in by_step.columns if c != "step" and not c.startswith("skill_")]
+    for column in errors:
         fig.add_trace(go.Scatter(x=by_step["step"], y=by_step[column], name=column,
                                  mode="lines+markers"))
+    skills = [c for c in by_step.columns if c.startswith("skill_")]
+    for column in skills:
+        fig.add_trace(go.Scatter(x=by_step["step"], y=by_step[column], name=column,
+                                 mode="lines", line={"dash": "dot"}, yaxis="y2"))
+    layout: dict[str, Any] = {"yaxis": {"title": "error (original units)" if errors and
+                                        errors[0].endswith("_original") else "error"}}
+    if skills:
+        layout["yaxis2"] = {"title": "skill (1 - MSE / MSE_baseline)", "overlaying": "y",
+                            "side": "right", "zeroline": True}
     fig.update_layout(title=f"{item.group} v{item.version}: error by horizon step", height=320,
-                      xaxis={"title": "horizon step"}, yaxis={"title": "error"},
-                      margin={"l": 50, "r": 20, "t": 50, "b": 40})
+                      xaxis={"title": "horizon step"},
+                      margin={"l": 50, "r": 60, "t": 50, "b": 40}, **layout)
     return fig
 
 
@@ -138,7 +174,7 @@ def versions_table(versions: list[dict[str, Any]]) -> str:
     rows = []
     for v in versions:
         flat = _flat(v.get("ModelMetrics") or {})
-        shown = {k.split(".")[1]: flat[k] for k in KEY_METRICS if k in flat} or flat
+        shown = {name: flat[k] for k, name in KEY_METRICS.items() if k in flat} or flat
         metrics = ", ".join(f"{k}={val:.4g}" if isinstance(val, (int, float)) else f"{k}={val}"
                             for k, val in shown.items())
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in (
@@ -164,19 +200,27 @@ def render(data: DashboardData, output: str | Path, title: str = "Informer forec
 
     from informer.files import atomic_write_text
 
-    figures = []
+    figures = []  # (variable or "" for every variable, figure)
     for item in data.forecasts:
         for frame in item.frames:
             if "date" in frame.columns:
-                figures += [forecast_figure(item, frame, v) for v in _variables(frame)]
-        figures += [error_figure(item, b) for b in item.by_step if "step" in b.columns]
+                figures += [(v, forecast_figure(item, frame, v)) for v in _variables(frame)]
+        figures += [("", error_figure(item, b)) for b in item.by_step if "step" in b.columns]
+    variables = list(dict.fromkeys(v for v, _ in figures if v))
+    shown = "OT" if "OT" in variables else (variables[-1] if variables else "")
     divs = []
-    for i, fig in enumerate(figures):
+    for i, (variable, fig) in enumerate(figures):
         spec = fig.to_json()  # plotly's encoder: numpy and pandas dates included
-        divs.append(f'<div class="chart" id="chart-{i}"></div><script>Plotly.newPlot('
+        hidden = ' style="display:none"' if variable and variable != shown else ""
+        divs.append(f'<div class="chart" id="chart-{i}" data-variable="{html.escape(variable)}"'
+                    f'{hidden}></div><script>Plotly.newPlot('
                     f'"chart-{i}", ...(s => [s.data, s.layout])({spec}), '
                     '{"responsive": true, "displaylogo": false});</script>')
     charts = "\n".join(divs) or "<p>No forecasts yet.</p>"
+    picker = "" if len(variables) < 2 else (
+        '<p><label>variable <select id="variable" onchange="pick(this.value)">' +
+        "".join(f'<option{" selected" if v == shown else ""}>{html.escape(v)}</option>'
+                for v in variables) + "</select></label></p>" + PICK_SCRIPT)
     page = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;margin:24px;color:#222}} table{{border-collapse:collapse}}
@@ -185,10 +229,20 @@ td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left}}
 <script>{get_plotlyjs()}</script></head>
 <body><h1>{html.escape(title)}</h1>
 <h2>Model versions</h2>{versions_table(data.versions)}
-<h2>Forecasts</h2>{charts}
+<h2>Forecasts</h2>{picker}{charts}
 </body></html>
 """
     return atomic_write_text(output, page)
+
+
+# shows the charts of one variable (and those of every variable); plotly resizes the shown ones
+PICK_SCRIPT = """<script>function pick(v) {
+  document.querySelectorAll("div.chart[data-variable]").forEach(d => {
+    const mine = d.dataset.variable === "" || d.dataset.variable === v;
+    d.style.display = mine ? "" : "none";
+    if (mine) Plotly.Plots.resize(d);
+  });
+}</script>"""
 
 
 def build(source: str | Path, output: str | Path) -> Path:

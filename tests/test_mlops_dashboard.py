@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.dashboard import build, quicksight_manifest
+from mlops.dashboard import VersionForecasts, build, error_figure, quicksight_manifest
 from mlops.local.registry import Registry
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -56,13 +56,21 @@ def state_dir(root):
     folder = root / "forecasts" / "informer-etth1" / "v1"
     folder.mkdir(parents=True)
     dates = pd.date_range("2018-06-20", periods=120, freq="h")
-    history = pd.DataFrame({"date": dates[:96], "OT_actual": np.sin(np.arange(96) / 5) + 10})
-    future = pd.DataFrame({"date": dates[96:], "OT": np.sin(np.arange(96, 120) / 5) + 10.2})
+    history = pd.DataFrame({"date": dates[:96], "HUFL_actual": np.cos(np.arange(96) / 7) + 5,
+                            "OT_actual": np.sin(np.arange(96) / 5) + 10})
+    ot = np.sin(np.arange(96, 120) / 5) + 10.2
+    future = pd.DataFrame({"date": dates[96:], "HUFL": np.cos(np.arange(96, 120) / 7) + 5,
+                           "OT": ot, "OT_p10": ot - 0.5, "OT_p50": ot, "OT_p90": ot + 0.5})
     pd.concat([history, future]).to_csv(folder / "forecast.csv", index=False)
-    pd.DataFrame({"step": range(1, 25), "mse_original": np.linspace(1, 3, 24)}) \
+    pd.DataFrame({"step": range(1, 25), "mse": np.linspace(0.5, 1, 24),
+                  "mse_original": np.linspace(1, 3, 24),
+                  "skill_seasonal_naive": np.linspace(0.2, -0.1, 24)}) \
         .to_csv(folder / "backtest_by_step.csv", index=False)
     registry = Registry(root / "registry.db")
-    registry.register("informer-etth1", "s3://b/m.tar.gz", {"mse": 0.61})
+    registry.register("informer-etth1", "s3://b/m.tar.gz", {
+        "regression_metrics": {"mse": {"value": 0.61}},
+        "skill": {"value": 0.12, "best_baseline": "seasonal_naive"},
+        "interval_metrics": {"coverage_80": {"value": 0.79}}})
     registry.set_status("informer-etth1", 1, "Approved")
     registry.register("informer-etth1", "s3://b/m2.tar.gz", {"mse": 0.7})
     return root
@@ -81,6 +89,7 @@ def test_dashboard_renders_in_chromium(tmp_path, chromium):
     assert dom.stdout.count('class="main-svg"') >= 2  # both charts drawn as SVG
     assert dom.stdout.count('class="scatterlayer') >= 2
     assert "PendingManualApproval" in dom.stdout and "Approved" in dom.stdout
+    assert "skill=0.12" in dom.stdout and "coverage_80=0.79" in dom.stdout
     shot = tmp_path / "dashboard.png"
     run = subprocess.run([chromium, *FLAGS, f"--user-data-dir={profile}-2",
                           "--enable-logging=stderr", "--v=0", "--virtual-time-budget=8000",
@@ -90,6 +99,23 @@ def test_dashboard_renders_in_chromium(tmp_path, chromium):
     console = [line for line in run.stderr.splitlines() if ":CONSOLE" in line]
     assert console == [], console
     assert shot.stat().st_size > 20_000
+
+
+def test_variable_picker_bands_and_skill_axis(tmp_path):
+    text = build(state_dir(tmp_path / "state"), tmp_path / "d.html").read_text()
+    # one chart per variable (quantile columns are bands, not variables), OT shown first
+    assert re.findall(r'data-variable="([^"]*)"', text) == ["HUFL", "OT", ""]
+    assert '<option selected>OT</option>' in text and "<option>HUFL</option>" in text
+    assert re.search(r'data-variable="HUFL" style="display:none"', text)
+    assert text.count('"fill":"tonexty"') == 1 and "interval p90-p10" in text
+    # error in original units on the left axis, skill on its own right axis
+    by_step = pd.read_csv(tmp_path / "state" / "forecasts" / "informer-etth1" / "v1" /
+                          "backtest_by_step.csv")
+    fig = error_figure(VersionForecasts("informer-etth1", 1), by_step)
+    assert [(t.name, t.yaxis) for t in fig.data] == [("mse_original", None),
+                                                      ("skill_seasonal_naive", "y2")]
+    assert fig.layout.yaxis2.title.text == "skill (1 - MSE / MSE_baseline)"
+    assert fig.layout.yaxis.title.text == "error (original units)"
 
 
 def test_quicksight_manifest():
