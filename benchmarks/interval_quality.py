@@ -6,13 +6,15 @@
 Each (experiment, variant, seed) is one ``informer-train`` run, trained and kept as
 ``benchmarks/reproduce_paper.py`` does (finished runs are reused; ``record=true`` keeps each
 run's figures in ``docs/runs/interval_quality.json`` and writes the table into
-``docs/results.md``). Variants: ``point`` (one forecast, MSE loss: the paper) and ``quantile``
-(the 0.1/0.5/0.9 quantiles, pinball loss; the point forecast is the median), or any variant of
-``reproduce_paper.py``; ``quickstart01`` is the 0.1 quickstart (no RevIN, no quantiles, 48 input
-steps). The table gives, over the test split's windows: test MSE of the point forecast, the
-80% interval's coverage, the weighted quantile loss (original units), CRPS (scaled), the skill
-``1 - MSE / MSE_baseline`` against the seasonal-naive and window-mean forecasts, the level jump
-``|y_hat(t+1) - y(t)| / std`` of a backtest over the split, and the training time.
+``docs/results.md``). Variants: ``point`` (one forecast, MSE loss: the paper), ``quantile``
+(the 0.1/0.5/0.9 quantiles, pinball loss; the point forecast is the median), ``preset`` (the
+experiment as it is), or any variant of ``reproduce_paper.py``; ``quickstart01`` is the 0.1
+quickstart (no RevIN, no quantiles).
+
+The table gives, over the test split's windows: the test MSE of the point forecast, the 80%
+interval's coverage, the weighted quantile loss (original units), CRPS (scaled), the skill
+``1 - MSE / MSE_baseline`` against the seasonal-naive and window-mean forecasts, the level
+jump ``|y_hat(t+1) - y(t)| / std`` of a backtest over the split, and the training time.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from common import parse_options  # noqa: E402
 
 rp.VARIANTS["quickstart01"] = ["model.net.revin=false", "model.net.quantiles=null",
                                "data.seq_len=48", "trainer.max_epochs=3"]
+rp.VARIANTS["preset"] = []  # the experiment preset as it is
 DEFAULTS = {"experiment": "quickstart,etth1_M_24,etth1_M_168", "seed": "2021,1,2",
             "variant": "point,quantile", "out": "runs/intervals", "record": "false",
             "train": "true", "section": "interval_quality"}

@@ -9,6 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import dropout_noise  # noqa: E402
+import interval_quality  # noqa: E402
 import naive_baselines  # noqa: E402
 import random_draws  # noqa: E402
 import reference_checkpoints  # noqa: E402
@@ -35,6 +36,21 @@ def test_persistence_and_window_mean_match_a_direct_computation(ett_dir):
     assert row["windows"] == n == 2857
     assert row["persistence MSE"] == pytest.approx(persistence, rel=1e-4)
     assert row["window mean MAE"] == pytest.approx(window_mean, rel=1e-4)
+
+
+def test_interval_quality_table_takes_mean_and_spread_over_seeds():
+    runs = [{"test/mse": 0.70, "test/coverage_80": 0.80, "test/skill_seasonal_naive": -0.5,
+             "seconds": 60.0},
+            {"test/mse": 0.72, "test/coverage_80": 0.84, "test/skill_seasonal_naive": -0.7,
+             "seconds": 62.0, "level_jump": 0.5}]
+    text = interval_quality.table({("quickstart", "preset"): runs,
+                                   ("quickstart", "quickstart01"): [{"test/mse": 0.78}]})
+    header, rule, first, second = text.splitlines()
+    assert header.startswith("| setting | variant | seeds | test MSE | 80% coverage |")
+    cells = [c.strip() for c in first.strip("|").split("|")]
+    assert cells[:5] == ["quickstart", "preset", "2", "0.710 ± 0.014", "82.0% ± 2.8%"]
+    assert cells[7] == "-0.600 ± 0.141" and cells[9] == "0.50" and cells[10] == "61 ± 1"
+    assert second.split("|")[4].strip() == "0.780" and second.count("| - ") == 7
 
 
 def test_multivariate_baselines_score_every_column():
