@@ -162,9 +162,10 @@ def error_figure(item: VersionForecasts, by_step: pd.DataFrame):
     if skills:
         layout["yaxis2"] = {"title": "skill (1 - MSE / MSE_baseline)", "overlaying": "y",
                             "side": "right", "zeroline": True}
-    fig.update_layout(title=f"{item.group} v{item.version}: error by horizon step", height=320,
+    fig.update_layout(title=f"{item.group} v{item.version}: error by horizon step", height=360,
                       xaxis={"title": "horizon step"},
-                      margin={"l": 50, "r": 60, "t": 50, "b": 40}, **layout)
+                      margin={"l": 50, "r": 60, "t": 50, "b": 40},
+                      legend={"orientation": "h", "y": -0.3}, **layout)
     return fig
 
 
