@@ -124,6 +124,9 @@ def run(argv: Sequence[str], env: dict[str, str] | None = None) -> dict[str, flo
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from informer.cli.common import quiet_console
+
+    quiet_console()  # Lightning's litlogger tip and the _pytree warning stay out of the job log
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         options, _ = parse_cli(argv, PATH_OPTIONS)
