@@ -30,12 +30,14 @@ def test_persistence_and_window_mean_match_a_direct_computation(ett_dir):
     inputs = np.stack([test[i:i + 720] for i in range(n)])
     future = np.stack([test[i + 720:i + 744] for i in range(n)])
     persistence = ((future - inputs[:, -1:]) ** 2).mean()
+    seasonal = ((future - inputs[:, -24:]) ** 2).mean()
     window_mean = np.abs(future - inputs.mean(1, keepdims=True)).mean()
 
     row = naive_baselines.scores("etth1_S_24")
     assert row["windows"] == n == 2857
     assert row["persistence MSE"] == pytest.approx(persistence, rel=1e-4)
     assert row["window mean MAE"] == pytest.approx(window_mean, rel=1e-4)
+    assert row["seasonal naive MSE"] == pytest.approx(seasonal, rel=1e-4)
 
 
 def test_interval_quality_table_takes_mean_and_spread_over_seeds():
@@ -54,8 +56,12 @@ def test_interval_quality_table_takes_mean_and_spread_over_seeds():
 
 
 def test_multivariate_baselines_score_every_column():
-    x, y = naive_baselines.split_windows("etth1_M_24")
-    assert x.shape == (2857, 48, 7) and y.shape == (2857, 24, 7)
+    x, y, season = naive_baselines.split_windows("etth1_M_24")
+    assert x.shape == (2857, 48, 7) and y.shape == (2857, 24, 7) and season == 24
+    # seasonal naive: each future hour repeats the same hour a day before
+    row = naive_baselines.scores("etth1_M_24")
+    expected = ((x[:, -24:] - y) ** 2).mean().item()
+    assert row["seasonal naive MSE"] == pytest.approx(expected, rel=1e-6)
 
 
 def test_unknown_option_is_one_error_line():
