@@ -67,8 +67,8 @@ class ReferenceNetwork(nn.Module):
     # only ``self.config``)
     decoder_input = Informer.decoder_input
 
-    def predict(self, x: torch.Tensor, x_mark: torch.Tensor, y_mark: torch.Tensor
-                ) -> torch.Tensor:
+    def predict_outputs(self, x: torch.Tensor, x_mark: torch.Tensor, y_mark: torch.Tensor
+                        ) -> torch.Tensor:
         """The forecast. In eval mode the reference's ProbSparse draws this library's key
         sample (``_eval_keys``) and torch's global generator is left where it was (this
         library's network samples from a generator of its own): runs of both networks seeded
@@ -79,6 +79,9 @@ class ReferenceNetwork(nn.Module):
         devices = [x.device.index or 0] if x.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             return self.reference(x, x_mark, self.decoder_input(x), y_mark)
+
+
+    predict = predict_outputs  # a point network: its outputs are its forecast
 
 
 def use_reference(checkout: Path) -> None:
