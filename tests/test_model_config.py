@@ -43,7 +43,8 @@ def _lrs(module: InformerModule, epochs: int) -> list[float]:
 
 def test_network_optimizer_and_schedule_are_separate_nodes():
     cfg = compose_cfg("train", ["experiment=etth1_M_24"])
-    assert set(cfg.model) == {"_target_", "_recursive_", "net", "optimizer", "scheduler"}
+    assert set(cfg.model) == {"_target_", "_recursive_", "net", "optimizer", "scheduler",
+                              "calibrate"}
     assert (cfg.model.net.seq_len, cfg.model.net.factor) == (48, 3)
     module = InformerModule(net=cfg.model.net, optimizer=cfg.model.optimizer,
                             scheduler=cfg.model.scheduler)
