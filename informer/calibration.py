@@ -16,12 +16,11 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.utils.data import DataLoader
 
-from informer.data.windows import WindowDataset, collate_batch
+from informer.data.windows import WindowDataset
+from informer.evaluation import iter_outputs
 from informer.intervals import intervals
 from informer.nn.model import Informer, quantiles_of
-from informer.precision import uses_bf16
 from informer.scores import targets
 
 
@@ -33,23 +32,14 @@ def conformal_offsets(net: Informer, dataset: WindowDataset, batch_size: int = 2
     config = net.config
     if not config.quantiles:
         raise ValueError("conformal_offsets: the network has no quantiles")
-    was_training = net.training
-    net.eval()
-    device = next(net.parameters()).device
-    use_bf16 = uses_bf16(precision, device.type)
     pairs = intervals(config.quantiles)
     scores: list[list[torch.Tensor]] = [[] for _ in pairs]
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_batch)
-    for batch in loader:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
-            outputs = net.predict_outputs(batch["x"], batch["x_mark"], batch["y_mark"])
-        levels = quantiles_of(outputs.float(), config, calibrated=False)
+    for outputs, batch in iter_outputs(net, dataset, batch_size, precision):
+        levels = quantiles_of(outputs, config, calibrated=False)
         true = targets(batch, config.pred_len, config.c_out).float()
         for k, (lo, hi, _) in enumerate(pairs):
             score = torch.maximum(levels[..., lo] - true, true - levels[..., hi])
             scores[k].append(score.reshape(-1, config.c_out).cpu())
-    net.train(was_training)
     offsets = []
     for (_, _, nominal), chunks in zip(pairs, scores):
         values = torch.cat(chunks).double()  # [n, c_out]

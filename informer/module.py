@@ -151,7 +151,6 @@ class InformerModule(L.LightningModule):
         if self.config.quantiles and self.hparams.calibrate and "val" in datasets:
             from informer.calibration import conformal_offsets
 
-            self.config.calibration = None
             self.config.calibration = conformal_offsets(
                 self.net, datasets["val"], precision=str(self.trainer.precision))
 

@@ -11,6 +11,7 @@ import matplotlib.dates as mdates  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from informer.columns import quantile_columns  # noqa: E402
 from informer.data.csv import DATE  # noqa: E402
 
 MAX_PANELS = 8
@@ -33,22 +34,9 @@ def _date_axis(ax: plt.Axes) -> None:
     ax.grid(alpha=0.3)
 
 
-def _levels(frame: pd.DataFrame, var: str) -> list[tuple[float, str]]:
-    """``(level, column)`` of ``var``'s quantile columns (``OT_p10``...), by level."""
-    found = []
-    for column in frame.columns:
-        head, sep, level = str(column).rpartition("_p")
-        if sep and head == var:
-            try:
-                found.append((float(level), column))
-            except ValueError:
-                continue
-    return sorted(found)
-
-
 def _band(ax: plt.Axes, frame: pd.DataFrame, dates: pd.Series, var: str) -> None:
     """Shade the outermost quantile interval of ``var``, if the frame has one."""
-    levels = _levels(frame, var)
+    levels = quantile_columns(frame.columns, var)
     if len(levels) >= 2:
         (low, lo), (high, hi) = levels[0], levels[-1]
         ax.fill_between(dates, frame[lo].astype(float), frame[hi].astype(float),
@@ -60,9 +48,8 @@ def plot_forecast(history: pd.DataFrame, forecast: pd.DataFrame, path: str | Pat
                   history_steps: int | None = None) -> Path:
     """Recent history and the forecast (with its outermost quantile interval as a band), one
     panel per predicted variable."""
-    quantile_columns = {c for v in forecast.columns for _, c in _levels(forecast, v)}
-    variables = [c for c in forecast.columns
-                 if c != DATE and c not in quantile_columns][:MAX_PANELS]
+    levels = {c for v in forecast.columns for _, c in quantile_columns(forecast.columns, v)}
+    variables = [c for c in forecast.columns if c != DATE and c not in levels][:MAX_PANELS]
     tail = history.tail(history_steps or 4 * len(forecast))
     fig, axes = plt.subplots(len(variables), 1, figsize=(10, 2.4 * len(variables)),
                              sharex=True, squeeze=False)

@@ -46,6 +46,9 @@ class Scorer:
         self.config, self.schema = config, schema
         self.levels = config.quantiles or []
         self.season = baselines.season_length(schema.freq if schema else config.freq)
+        # each predicted variable's std: its percentage errors count from a tenth of it
+        self.std = [schema.std[schema.columns.index(v)] for v in schema.predicted] \
+            if schema else []
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         """Name and shape of every sum."""
@@ -77,14 +80,14 @@ class Scorer:
                 "scaled": error_sums(pred, true),
                 "steps": baselines.step_sums(pred, true, history, self.season)}
         if self.schema is not None:
-            std = [self.schema.std[self.schema.columns.index(c)] for c in self.schema.predicted]
             sums["original"] = error_sums(unscale(pred, self.schema), unscale(true, self.schema),
-                                          floor=percentage_floor(std, pred.device))
+                                          floor=percentage_floor(self.std, pred.device))
         if self.levels:
-            ordered = quantiles_of(outputs, c)
+            raw = quantiles_of(outputs, c, calibrated=False)
+            ordered = quantiles_of(raw, c) if c.calibration else raw
             sums["quantiles"] = intervals.quantile_sums(ordered, true, self.levels)
-            sums["quantiles_raw"] = intervals.quantile_sums(
-                quantiles_of(outputs, c, calibrated=False), true, self.levels)
+            sums["quantiles_raw"] = intervals.quantile_sums(raw, true, self.levels) \
+                if c.calibration else sums["quantiles"]
             if self.schema is not None:
                 sums["quantiles_original"] = intervals.quantile_sums(
                     unscale(ordered.movedim(-1, 1), self.schema).movedim(1, -1),

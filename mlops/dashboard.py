@@ -21,12 +21,14 @@ from typing import Any
 
 import pandas as pd
 
+from informer.columns import quantile_columns
+
 VERSION_DIR = re.compile(r"^v(\d+)$")
 KEY_METRICS = {f"regression_metrics.{m}.value": m for m in ("mse", "mae", "mse_original",
                                                              "mae_original")}
 KEY_METRICS |= {"skill.value": "skill", "skill.best_baseline": "vs",
                 "interval_metrics.coverage_80.value": "coverage_80"}
-LEVEL = re.compile(r"^(?P<var>.+)_p(?P<level>\d+(?:\.\d+)?)$")
+
 
 
 @dataclass
@@ -97,9 +99,7 @@ def collect_s3(uri: str, workdir: Path) -> DashboardData:
 
 def _levels(frame: pd.DataFrame, variable: str) -> list[str]:
     """``variable``'s quantile columns (``OT_p10``, ``OT_p50``...), by level."""
-    found = [(float(m["level"]), c) for c in frame.columns
-             if (m := LEVEL.match(str(c))) and m["var"] == variable]
-    return [c for _, c in sorted(found)]
+    return [c for _, c in quantile_columns(frame.columns, variable)]
 
 
 def _variables(frame: pd.DataFrame) -> list[str]:

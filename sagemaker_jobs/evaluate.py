@@ -88,37 +88,26 @@ def evaluate_windows(net: Any, schema: Any, dataset: Any, batch_size: int,
     ``*_original``), ``interval_metrics`` (quantile models) and ``skill`` in one pass; the
     values are :class:`informer.scores.Scorer`'s, as in ``informer-eval``."""
     import torch
-    from torch.utils.data import DataLoader
 
     from informer.baselines import BASELINES, skill_by_step
-    from informer.data.windows import collate_batch
+    from informer.evaluation import iter_outputs
     from informer.nn.model import point_of
-    from informer.precision import uses_bf16
     from informer.scores import Scorer, targets, unscale
 
-    device = next(net.parameters()).device
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, collate_fn=collate_batch)
     scorer = Scorer(net.config, schema)
     sums = scorer.zeros()
     windows: dict[str, list] = {}
-    net.eval()
-    with torch.no_grad():
-        for batch in loader:
-            batch = {k: v.to(device) for k, v in batch.items()}
-            with torch.autocast(device.type, dtype=torch.bfloat16,
-                                enabled=uses_bf16(precision, device.type)):
-                outputs = net.predict_outputs(batch["x"], batch["x_mark"], batch["y_mark"])
-            outputs = outputs.float()
-            for name, value in scorer.batch(outputs, batch).items():
-                sums[name] += value.cpu()
-            pred = point_of(outputs, net.config)
-            true = targets(batch, net.config.pred_len, net.config.c_out)
-            for space, (p, t) in {"": (pred, true),
-                                  "_original": (unscale(pred, schema), unscale(true, schema))
-                                  }.items():
-                for name, v in per_window(((p.double() - t.double()).cpu(),
-                                           t.double().cpu())).items():
-                    windows.setdefault(name + space, []).append(v)
+    for outputs, batch in iter_outputs(net, dataset, batch_size, precision):
+        for name, value in scorer.batch(outputs, batch).items():
+            sums[name] += value.cpu()
+        pred = point_of(outputs, net.config)
+        true = targets(batch, net.config.pred_len, net.config.c_out)
+        for space, (p, t) in {"": (pred, true),
+                              "_original": (unscale(pred, schema), unscale(true, schema))
+                              }.items():
+            for name, v in per_window(((p.double() - t.double()).cpu(),
+                                       t.double().cpu())).items():
+                windows.setdefault(name + space, []).append(v)
     values = scorer.metrics(sums)
     regression = {}
     for space in ("", "_original"):
