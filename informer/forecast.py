@@ -15,6 +15,7 @@ import torch
 
 from informer import baselines
 from informer.artifact import LoadedModel, load_model
+from informer.columns import quantile_column
 from informer.data.csv import DATE, validate_frame
 from informer.data.splits import split_borders
 from informer.data.windows import WindowDataset
@@ -24,11 +25,6 @@ from informer.precision import uses_bf16
 from informer.schema import DataSchema
 from informer.scores import Scorer
 from informer.timefeatures import future_dates, time_features
-
-
-def quantile_column(var: str, level: float) -> str:
-    """``OT_p10`` for the 0.1 quantile of ``OT`` (``OT_p2.5`` for 0.025)."""
-    return f"{var}_p{level * 100:g}"
 
 
 @dataclass
@@ -109,7 +105,7 @@ class Forecaster:
     @torch.inference_mode()
     def _predict(self, dataset: WindowDataset, starts: Sequence[int]) -> np.ndarray:
         """Scaled raw outputs ``[len(starts), pred_len, c_out]`` (``[..., Q]`` with quantiles,
-        sorted along Q; float32)."""
+        as the network gives them: unsorted, uncalibrated; float32)."""
         device = next(self.net.parameters()).device
         out = []
         for i in range(0, len(starts), self.batch_size):
@@ -117,8 +113,6 @@ class Forecaster:
             batch = {k: v.to(device) for k, v in batch.items()}
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.bf16):
                 pred = self.net.predict_outputs(batch["x"], batch["x_mark"], batch["y_mark"])
-            if self.net.config.quantiles:  # sorted, calibrated where the model is
-                pred = quantiles_of(pred.float(), self.net.config)
             out.append(pred.float().cpu().numpy())
         c = self.net.config
         shape = (0, c.pred_len, c.c_out) + ((c.n_outputs,) if c.quantiles else ())
@@ -126,15 +120,17 @@ class Forecaster:
 
     def _columns(self, raw: np.ndarray) -> dict[str, np.ndarray]:
         """Original-unit columns of scaled raw outputs ``[N, steps, c_out(, Q)]``: the point
-        forecast per variable, then its quantiles; each ``[N, steps]``."""
+        forecast per variable, then its quantiles (sorted, calibrated where the model is); each
+        ``[N, steps]``."""
         s, c = self.schema, self.net.config
+        outputs = torch.from_numpy(raw)
+        point = s.unscale(point_of(outputs, c).numpy())
         if not c.quantiles:
-            point = s.unscale(raw)
             return {v: point[..., j] for j, v in enumerate(s.predicted)}
-        levels = s.unscale(np.moveaxis(raw, -1, 0))  # [Q, N, steps, c_out]
+        levels = s.unscale(np.moveaxis(quantiles_of(outputs, c).numpy(), -1, 0))  # [Q, N, ...]
         out = {}
         for j, v in enumerate(s.predicted):
-            out[v] = levels[c.point_index, ..., j]
+            out[v] = point[..., j]
             out |= {quantile_column(v, q): levels[k, ..., j] for k, q in enumerate(c.quantiles)}
         return out
 

@@ -179,6 +179,22 @@ def test_training_reports_intervals_and_skill_as_evaluate_does(quantile_run):
         assert metrics[f"test/{key}"] == pytest.approx(exact[key], rel=1e-5), key
 
 
+def test_backtest_scores_the_served_intervals_as_evaluate_does(quantile_run):
+    """The calibration is applied once: a backtest of the test split and informer-eval's
+    evaluate() give the same calibrated and raw coverage."""
+    from informer import load_model
+    from informer.cli.evaluate import series_of
+    from informer.data.csv import read_csv
+
+    out, _ = quantile_run
+    loaded = load_model(out / "model")
+    series = series_of(loaded, loaded.info["run"]["data"], str(ETT_DIR))
+    exact = evaluate(loaded.net, loaded.schema, series.dataset("test"), precision="32-true")
+    backtest = Forecaster(loaded, precision="32-true").backtest(read_csv(ETT_DIR / "ETTh1.csv"))
+    for key in ("coverage_80", "coverage_80_raw", "wql", "skill_seasonal_naive"):
+        assert backtest.metrics[key] == pytest.approx(exact[key], rel=1e-6), key
+
+
 class _Windows(torch.utils.data.Dataset):
     """The first ``n`` windows of a WindowDataset, fetched as whole batches."""
 
