@@ -7,6 +7,11 @@ Input: the EventBridge event "SageMaker Model Package State Change". Only
 ``{"status": "ignored", "reason": ...}`` with no AWS call; a malformed event (a missing field,
 an unknown status) raises :class:`MalformedEvent` naming the field, also with no AWS call.
 
+The input of the transform is the version's own: the S3 prefix that the pipeline's evaluation
+step wrote it to, recorded in the package's ``CustomerMetadataProperties.TransformInput``
+(read with DescribeModelPackage). A package without it uses ``TRANSFORM_INPUT_PREFIX``; with
+neither, the result is ``{"status": "failed", ...}`` and nothing is created.
+
 Names come from the group and version (``<group>-v<version>``), so a repeated delivery finds the
 model and the job already there and starts nothing. A job that ended ``Failed`` or ``Stopped``
 is retried: SageMaker job names are unique for ever, so the retry is a new job,
@@ -19,7 +24,7 @@ Environment (defaults in brackets):
 ``SAGEMAKER_ROLE_ARN``          execution role of the model (required)
 ``BUCKET``                      bucket of the transform input and output (required)
 ``MODEL_PACKAGE_GROUP_NAME``    act on this group only [any group]
-``TRANSFORM_INPUT_PREFIX``      input prefix in ``BUCKET`` [``batch-input/``]
+``TRANSFORM_INPUT_PREFIX``      input prefix in ``BUCKET`` for packages naming none [none]
 ``FORECAST_PREFIX``             output root: ``<root>/<group>/v<version>/`` [``forecasts``]
 ``CONTENT_TYPE``                content type of the input files [``text/csv``]
 ``ACCEPT``                      format of the forecasts [``text/csv``]
@@ -54,6 +59,8 @@ STATUSES = ("Approved", "PendingManualApproval", "Rejected")  # SageMaker's Mode
 NAME_LIMIT = 63  # SageMaker model and job names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}
 RETRYABLE = ("Failed", "Stopped")  # a job in these states is started again under a new name
 MAX_ATTEMPTS = 10
+# the model package's customer metadata key naming its Batch Transform input (mlops/pipeline.py)
+TRANSFORM_INPUT_PROPERTY = "TransformInput"
 
 
 class MalformedEvent(ValueError):
@@ -62,6 +69,10 @@ class MalformedEvent(ValueError):
 
 class RetriesExhausted(RuntimeError):
     """Every transform job attempt of a package ended Failed or Stopped."""
+
+
+class NoTransformInput(ValueError):
+    """The approved version names no usable transform input."""
 
 
 class ConfigError(ValueError):
@@ -111,7 +122,7 @@ class Settings:
     role_arn: str
     bucket: str
     group: str | None = None
-    input_prefix: str = "batch-input/"
+    input_prefix: str | None = None
     forecast_prefix: str = "forecasts"
     content_type: str = "text/csv"
     accept: str = "text/csv"
@@ -134,7 +145,7 @@ class Settings:
             role_arn=env["SAGEMAKER_ROLE_ARN"],
             bucket=env["BUCKET"].removeprefix("s3://").strip("/"),
             group=env.get("MODEL_PACKAGE_GROUP_NAME") or None,
-            input_prefix=env.get("TRANSFORM_INPUT_PREFIX") or d["input_prefix"].default,
+            input_prefix=env.get("TRANSFORM_INPUT_PREFIX") or None,
             forecast_prefix=(env.get("FORECAST_PREFIX") or d["forecast_prefix"].default),
             content_type=env.get("CONTENT_TYPE") or d["content_type"].default,
             accept=env.get("ACCEPT") or d["accept"].default,
@@ -149,7 +160,9 @@ class Settings:
             instance_count=_int(env, "TRANSFORM_INSTANCE_COUNT", 1, 1, 100),
         )
 
-    def input_uri(self) -> str:
+    def input_uri(self) -> str | None:
+        if not self.input_prefix:
+            return None
         return f"s3://{self.bucket}/{self.input_prefix.strip('/')}/"
 
     def output_uri(self, group: str, version: int) -> str:
@@ -213,8 +226,25 @@ def resource_name(group: str, version: int, attempt: int = 1) -> str:
     return base + suffix
 
 
-def transform_request(settings: Settings, package: PackageEvent, name: str) -> dict[str, Any]:
-    """The CreateTransformJob arguments for ``package``."""
+def transform_input(sm: Any, settings: Settings, package: PackageEvent) -> str:
+    """The S3 prefix the version's transform reads: its package's ``TransformInput``, else
+    ``TRANSFORM_INPUT_PREFIX`` in ``BUCKET``; :class:`NoTransformInput` with neither."""
+    described = sm.describe_model_package(ModelPackageName=package.arn)
+    uri = (described.get("CustomerMetadataProperties") or {}).get(TRANSFORM_INPUT_PROPERTY)
+    where = f"CustomerMetadataProperties.{TRANSFORM_INPUT_PROPERTY} of {package.arn}"
+    if not uri:
+        uri, where = settings.input_uri(), "TRANSFORM_INPUT_PREFIX"
+    if not uri:
+        raise NoTransformInput(f"{where}: not set; expected the S3 prefix of the version's "
+                               f"transform input (the pipeline's EvaluateModel writes it)")
+    if not uri.startswith("s3://") or len(uri) <= len("s3://"):
+        raise NoTransformInput(f"{where}: expected an s3:// prefix, got {uri!r}")
+    return uri if uri.endswith("/") else uri + "/"
+
+
+def transform_request(settings: Settings, package: PackageEvent, name: str,
+                      input_uri: str) -> dict[str, Any]:
+    """The CreateTransformJob arguments for ``package``, reading ``input_uri``."""
     request: dict[str, Any] = {
         "TransformJobName": name,
         "ModelName": name,
@@ -222,7 +252,7 @@ def transform_request(settings: Settings, package: PackageEvent, name: str) -> d
         "MaxPayloadInMB": settings.max_payload_mb,
         "TransformInput": {
             "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
-                                            "S3Uri": settings.input_uri()}},
+                                            "S3Uri": input_uri}},
             "ContentType": settings.content_type,
             "SplitType": settings.split_type,
         },
@@ -268,13 +298,14 @@ def _create_once(create: Callable[..., Any], describe: Callable[..., Any], what:
     return "created"
 
 
-def _start_transform(sm: Any, settings: Settings, package: PackageEvent, model_name: str
-                     ) -> tuple[str, dict[str, Any]]:
+def _start_transform(sm: Any, settings: Settings, package: PackageEvent, model_name: str,
+                     input_uri: str) -> tuple[str, dict[str, Any]]:
     """``("created" | "exists", request)``: the package's latest transform job attempt, a new
     attempt when every earlier one ended Failed or Stopped."""
     for attempt in range(1, MAX_ATTEMPTS + 1):
         name = resource_name(package.group, package.version, attempt)
-        request = {**transform_request(settings, package, name), "ModelName": model_name}
+        request = {**transform_request(settings, package, name, input_uri),
+                   "ModelName": model_name}
         key = {"TransformJobName": name}
         found = _exists(sm.describe_transform_job, **key)
         status = (found or {}).get("TransformJobStatus")
@@ -313,6 +344,11 @@ def lambda_handler(event: Any, context: Any = None, *, client: Any = None,
 
     sm = client if client is not None else CLIENT_FACTORY()
     name = resource_name(package.group, package.version)
+    try:
+        input_uri = transform_input(sm, settings, package)
+    except NoTransformInput as err:
+        log("failed", level="ERROR", error=str(err), **fields)
+        return {"status": "failed", "reason": str(err), "model_name": name, **fields}
     model = _create_once(
         sm.create_model, sm.describe_model, "model",
         {"ModelName": name, "ExecutionRoleArn": settings.role_arn,
@@ -320,7 +356,7 @@ def lambda_handler(event: Any, context: Any = None, *, client: Any = None,
          "Tags": [{"Key": "ModelPackageArn", "Value": package.arn}]},
         {"ModelName": name})
     try:
-        job, request = _start_transform(sm, settings, package, name)
+        job, request = _start_transform(sm, settings, package, name, input_uri)
     except RetriesExhausted as err:
         log("failed", level="ERROR", error=str(err), model=model, **fields)
         return {"status": "failed", "reason": str(err), "model_name": name, "model": model,

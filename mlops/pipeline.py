@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from mlops.lambda_function import TRANSFORM_INPUT_PROPERTY
+
 EVALUATION_FILE = "evaluation.json"
 MSE_PATH = "regression_metrics.mse.value"
 # skill against the better of the seasonal-naive and window-mean forecasts (evaluation.json)
@@ -207,8 +209,11 @@ class _Builder:
         return TrainingStep(name="TrainModel", step_args=trainer.train(),
                             cache_config=self.cache)
 
-    def register(self, model_data: Any, evaluation_uri: Any, group: str) -> Any:
-        """The ModelStep registering ``model_data`` in ``group`` with the evaluation report."""
+    def register(self, model_data: Any, evaluation_uri: Any, transform_input: Any,
+                 group: str) -> Any:
+        """The ModelStep registering ``model_data`` in ``group`` with the evaluation report and
+        the S3 prefix of the version's Batch Transform input (customer metadata
+        ``TransformInput``, which the approval Lambda reads)."""
         from sagemaker.core.model_metrics import MetricsSource, ModelMetrics
         from sagemaker.core.workflow.functions import Join
         from sagemaker.mlops.workflow import ModelStep
@@ -227,7 +232,8 @@ class _Builder:
             response_types=list(r["response_types"]),
             inference_instances=list(r["inference_instances"]),
             transform_instances=list(r["transform_instances"]), model_metrics=metrics,
-            approval_status=self.params["ModelApprovalStatus"])
+            approval_status=self.params["ModelApprovalStatus"],
+            customer_metadata_properties={TRANSFORM_INPUT_PROPERTY: transform_input})
         return ModelStep(name="RegisterModel", step_args=step_args)
 
 
@@ -283,9 +289,10 @@ def get_pipeline(region: str, role: str, bucket: str, pipeline_name: str,
         "EvaluateModel", "evaluate.py",
         inputs=[("model", model_data, f"{PROCESSING}/model"),
                 ("test", dataset, f"{PROCESSING}/test")],
-        outputs=["evaluation"], property_files=[report])
-    evaluation_uri = evaluate.properties.ProcessingOutputConfig.Outputs[
-        "evaluation"].S3Output.S3Uri
+        outputs=["evaluation", "batch-input"], property_files=[report])
+    evaluated = evaluate.properties.ProcessingOutputConfig.Outputs
+    evaluation_uri = evaluated["evaluation"].S3Output.S3Uri
+    transform_input = evaluated["batch-input"].S3Output.S3Uri
 
     mse = JsonGet(step_name=evaluate.name, property_file=report, json_path=MSE_PATH)
     fail = FailStep(name="MseAboveThreshold", error_message=Join(on=" ", values=[
@@ -301,7 +308,8 @@ def get_pipeline(region: str, role: str, bucket: str, pipeline_name: str,
         conditions=[ConditionOr(conditions=[
             ConditionEquals(left=p["RequireSkill"], right=False),
             ConditionGreaterThan(left=skill, right=0.0)])],
-        if_steps=[b.register(model_data, evaluation_uri, model_package_group)],
+        if_steps=[b.register(model_data, evaluation_uri, transform_input,
+                             model_package_group)],
         else_steps=[no_skill])
     check = ConditionStep(
         name="CheckMse", conditions=[ConditionLessThanOrEqualTo(left=mse,

@@ -6,7 +6,13 @@ Reads the model from ``/opt/ml/processing/model`` (``--model-dir``: ``model.tar.
 extracted artifact) and the data from ``/opt/ml/processing/test`` (``--data-dir``; the file the
 model was trained on unless ``--file``), with the split settings recorded in the artifact.
 Writes ``/opt/ml/processing/evaluation/evaluation.json`` (``--output-dir``) in SageMaker's
-model-quality form::
+model-quality form (below), and ``/opt/ml/processing/batch-input/<file>`` (``--batch-input-dir``):
+the Batch Transform input of the version, the data file's header and its latest
+``seq_len + backtest_windows * pred_len`` rows, byte for byte (``--backtest-windows``, default
+7; every row when the file is shorter). The pipeline records that output's S3 prefix in the
+registered version (``CustomerMetadataProperties.TransformInput``), and the approval Lambda
+transforms it: the last ``backtest_windows`` horizons backtested against their actual values,
+then the forecast past the last row::
 
     {"regression_metrics": {"mse": {"value": .., "standard_deviation": ..}, "mae": {..},
                             "rmse": {..}, "mape": {..}, "mse_original": {..}, ...},
@@ -44,7 +50,9 @@ from sagemaker_jobs.hyperparameters import compose_config, parse_cli, to_overrid
 
 PROCESSING = Path("/opt/ml/processing")
 MESSAGE_FILE = Path("/opt/ml/output/message")
-OPTIONS = ("model-dir", "data-dir", "output-dir", "message-file")
+OPTIONS = ("model-dir", "data-dir", "output-dir", "message-file", "batch-input-dir",
+           "backtest-windows")
+BACKTEST_WINDOWS = 7
 REPORTED = ("mse", "mae", "rmse", "mape")
 
 
@@ -141,6 +149,26 @@ def skill_report(values: dict[str, float], by_step: dict[str, list[float]],
     return report
 
 
+def write_transform_input(csv: Path, seq_len: int, pred_len: int, windows: int,
+                          target_dir: Path) -> Path:
+    """``target_dir/<csv name>``: the header and the latest ``seq_len + windows * pred_len``
+    rows of ``csv``, byte for byte (one history: one file, one transform request)."""
+    from informer.files import atomic_write_text
+
+    header, *rows = csv.read_bytes().decode("utf-8").splitlines(keepends=True)
+    rows = [r for r in rows if r.strip()]
+    latest = rows[-(seq_len + windows * pred_len):]
+    text = header + "".join(latest)
+    return atomic_write_text(target_dir / csv.name, text if text.endswith("\n") else text + "\n")
+
+
+def _int_option(options: dict[str, str], name: str, default: int) -> int:
+    try:
+        return int(options.get(name, default))
+    except ValueError as err:
+        raise InformerError(f"{name}: expected an integer, got {options[name]!r}") from err
+
+
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -154,6 +182,10 @@ def run(argv: Sequence[str]) -> dict[str, Any]:
     model_dir = Path(options.get("model-dir") or PROCESSING / "model")
     data_dir = Path(options.get("data-dir") or PROCESSING / "test")
     output_dir = Path(options.get("output-dir") or PROCESSING / "evaluation")
+    batch_dir = Path(options.get("batch-input-dir") or PROCESSING / "batch-input")
+    windows = _int_option(options, "backtest-windows", BACKTEST_WINDOWS)
+    if windows < 0:
+        raise InformerError(f"backtest-windows: expected an integer >= 0, got {windows}")
     with tempfile.TemporaryDirectory(prefix="informer-model-") as work:
         artifact = extract_model(model_dir, Path(work))
         cfg = compose_config([f"model_path={artifact}", f"data_dir={data_dir}",
@@ -176,6 +208,8 @@ def run(argv: Sequence[str]) -> dict[str, Any]:
         metrics = evaluate_windows(loaded.net, loaded.schema, dataset, cfg.batch_size,
                                    cfg.precision)
         info = loaded.info or {}
+        write_transform_input(csv, loaded.schema.seq_len, loaded.schema.pred_len, windows,
+                              batch_dir)
     report = {**metrics, "split": cfg.split, "windows": len(dataset),
               "file": file, "library_version": info.get("library_version")}
     atomic_write_json(output_dir / "evaluation.json", report)

@@ -17,6 +17,11 @@ GROUP = "informer-models"
 ROLE = "arn:aws:iam::123456789012:role/informer-sagemaker"
 ENV = {"SAGEMAKER_ROLE_ARN": ROLE, "BUCKET": "informer-bucket",
        "MODEL_PACKAGE_GROUP_NAME": GROUP}
+# where the pipeline's EvaluateModel wrote the version's transform input
+BATCH_INPUT = "s3://informer-bucket/informer/executions/e1/evaluate/batch-input"
+SPEC = {"Containers": [{"Image": "123.dkr.ecr.us-east-1.amazonaws.com/pytorch:2.6",
+                        "ModelDataUrl": "s3://informer-bucket/model.tar.gz"}],
+        "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]}
 
 
 @pytest.fixture
@@ -31,10 +36,8 @@ def sm(monkeypatch):
         client.create_model_package_group(ModelPackageGroupName=GROUP)
         client.create_model_package(
             ModelPackageGroupName=GROUP, ModelApprovalStatus="PendingManualApproval",
-            InferenceSpecification={
-                "Containers": [{"Image": "123.dkr.ecr.us-east-1.amazonaws.com/pytorch:2.6",
-                                "ModelDataUrl": "s3://informer-bucket/model.tar.gz"}],
-                "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]})
+            InferenceSpecification=SPEC,
+            CustomerMetadataProperties={fn.TRANSFORM_INPUT_PROPERTY: BATCH_INPUT})
         yield client
 
 
@@ -91,9 +94,9 @@ def test_approved_creates_one_model_and_one_transform_job(sm, capsys):
     job = sm.describe_transform_job(TransformJobName="informer-models-v1")
     assert job["ModelName"] == "informer-models-v1"
     assert job["BatchStrategy"] == "SingleRecord" and job["MaxPayloadInMB"] == 6
-    assert job["TransformInput"] == {
+    assert job["TransformInput"] == {  # the version's own input, from its package
         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix",
-                                        "S3Uri": "s3://informer-bucket/batch-input/"}},
+                                        "S3Uri": BATCH_INPUT + "/"}},
         "ContentType": "text/csv", "SplitType": "None"}
     assert job["TransformOutput"] == {
         "S3OutputPath": "s3://informer-bucket/forecasts/informer-models/v1/",
@@ -115,14 +118,36 @@ def test_environment_settings_reach_the_job(sm):
     job = sm.describe_transform_job(TransformJobName="informer-models-v7")
     assert job["TransformInput"]["SplitType"] == "Line"
     assert job["TransformInput"]["ContentType"] == "application/jsonlines"
-    assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == \
-        "s3://informer-bucket/in/latest/"
+    # the package's own input wins over the configured prefix
+    assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == BATCH_INPUT + "/"
     assert job["BatchStrategy"] == "MultiRecord" and job["MaxPayloadInMB"] == 20
     assert job["MaxConcurrentTransforms"] == 4
     assert job["TransformOutput"] == {
         "S3OutputPath": "s3://informer-bucket/out/forecasts/informer-models/v7/",
         "Accept": "application/jsonlines", "AssembleWith": "Line"}
     assert job["TransformResources"] == {"InstanceType": "ml.c5.2xlarge", "InstanceCount": 2}
+
+
+def test_a_package_without_transform_input_uses_the_prefix_or_starts_nothing(sm, capsys):
+    """Only a version registered outside the pipeline lacks TransformInput: the configured
+    prefix serves it; without one the result names the field and nothing is created."""
+    sm.create_model_package(ModelPackageGroupName=GROUP, InferenceSpecification=SPEC,
+                            ModelApprovalStatus="PendingManualApproval")
+    arn = next(p["ModelPackageArn"] for p in sm.list_model_packages(
+        ModelPackageGroupName=GROUP)["ModelPackageSummaryList"] if p["ModelPackageArn"].endswith(
+        "/2"))
+    counting = Counting(sm)
+    result = fn.lambda_handler(event(arn, version=2), None, client=counting, environ=ENV)
+    assert result["status"] == "failed"
+    assert result["reason"].startswith("TRANSFORM_INPUT_PREFIX: not set; expected the S3 prefix")
+    assert counting.creates == [] and transform_jobs(sm) == [] and models(sm) == []
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["level"] == "ERROR"
+    env = {**ENV, "TRANSFORM_INPUT_PREFIX": "in/latest"}
+    assert fn.lambda_handler(event(arn, version=2), None, client=sm, environ=env)[
+        "status"] == "started"
+    job = sm.describe_transform_job(TransformJobName="informer-models-v2")
+    assert job["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == \
+        "s3://informer-bucket/in/latest/"
 
 
 def test_duplicate_event_starts_no_second_job(sm):

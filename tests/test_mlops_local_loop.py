@@ -70,6 +70,14 @@ def test_approve_runs_one_transform_and_writes_forecasts(registered):
     jobs = report["transform_jobs"]
     assert [(j["TransformJobName"], j["TransformJobStatus"]) for j in jobs] == [
         ("etth1-v1", "Completed")]
+    # the transform read what the run's EvaluateModel step wrote for this version, as on AWS
+    (package,) = report["packages"]
+    source = package["CustomerMetadataProperties"]["TransformInput"]
+    execution = next((registered / "logs").glob("2*")).name
+    assert source == f"s3://informer-mlops/informer/executions/{execution}/evaluate/batch-input"
+    assert jobs[0]["TransformInput"]["DataSource"]["S3DataSource"]["S3Uri"] == source + "/"
+    assert [p.name for p in StateDir(registered).s3_path(source).iterdir()] == ["ETTh1.csv"]
+    assert not (registered / "s3" / "informer-mlops" / "batch-input").exists()
     assert jobs[0]["TransformOutput"]["S3OutputPath"] == "s3://informer-mlops/forecasts/etth1/v1/"
     html = registered / "dash.html"
     mlops_cli("dashboard", f"output={html}", state=registered)

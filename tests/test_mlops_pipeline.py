@@ -185,6 +185,27 @@ def test_register_step(built):
     assert statistics["S3Uri"]["Std:Join"]["Values"][-1] == "evaluation.json"
 
 
+def test_each_version_names_the_transform_input_a_step_wrote(built):
+    """EvaluateModel writes the version's Batch Transform input (batch-input output, under the
+    execution's prefix); RegisterModel records that prefix in the package, where the approval
+    Lambda reads it."""
+    from mlops.lambda_function import TRANSFORM_INPUT_PROPERTY
+
+    s = steps(built[0])
+    outputs = {o["OutputName"]: o["S3Output"] for o in
+               s["EvaluateModel"]["Arguments"]["ProcessingOutputConfig"]["Outputs"]}
+    assert set(outputs) == {"evaluation", "batch-input"}
+    batch = outputs["batch-input"]
+    assert batch["LocalPath"] == "/opt/ml/processing/batch-input"
+    assert batch["S3UploadMode"] == "EndOfJob"
+    assert batch["S3Uri"] == {"Std:Join": {"On": "/", "Values": [
+        "s3:/", BUCKET, "informer", "executions", {"Get": "Execution.PipelineExecutionId"},
+        "evaluate", "batch-input"]}}
+    metadata = s["RegisterModel"]["Arguments"]["CustomerMetadataProperties"]
+    assert metadata == {TRANSFORM_INPUT_PROPERTY: {
+        "Get": "Steps.EvaluateModel.ProcessingOutputConfig.Outputs['batch-input'].S3Output.S3Uri"}}
+
+
 def test_caching_is_on_by_default(built):
     for name in ("PreprocessData", "TrainModel", "EvaluateModel"):
         assert steps(built[0])[name]["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}

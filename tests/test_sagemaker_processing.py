@@ -15,6 +15,7 @@ import torch
 from informer.artifact import load_model, save_artifact
 from informer.config import InformerConfig
 from informer.data.series import SeriesData
+from informer.errors import InformerError
 from informer.evaluation import evaluate
 from informer.nn.model import Informer
 from sagemaker_jobs import evaluate as sm_evaluate
@@ -104,7 +105,8 @@ def test_evaluation_json_in_model_quality_form_matches_informer_eval(model_tar, 
     (data / "ETTh1.csv").symlink_to(ETT_DIR / "ETTh1.csv")
     out = tmp_path / "evaluation"
     report = sm_evaluate.run(["--model-dir", str(model_tar), "--data-dir", str(data),
-                              "--output-dir", str(out), "--batch_size", "512"])
+                              "--output-dir", str(out), "--batch_size", "512",
+                              "--batch-input-dir", str(tmp_path / "batch-input")])
     saved = json.loads((out / "evaluation.json").read_text())
     assert saved == json.loads(json.dumps(report))
     metrics = saved["regression_metrics"]
@@ -135,6 +137,26 @@ def test_evaluation_json_in_model_quality_form_matches_informer_eval(model_tar, 
     best = min(("seasonal_naive", "window_mean"), key=lambda n: skill[n]["baseline_mse"])
     assert skill["best_baseline"] == best and skill["value"] == skill[best]["value"]
     assert "interval_metrics" not in saved  # a point model
+
+
+def test_evaluate_writes_the_transform_input_of_the_version(model_tar, tmp_path):
+    """The version's Batch Transform input comes out of the evaluation job: the data file's
+    header and its latest seq_len + windows x pred_len rows, byte for byte."""
+    data = tmp_path / "test"
+    data.mkdir()
+    (data / "ETTh1.csv").symlink_to(ETT_DIR / "ETTh1.csv")
+    batch = tmp_path / "batch-input"
+    sm_evaluate.run(["--model-dir", str(model_tar), "--data-dir", str(data), "--output-dir",
+                     str(tmp_path / "ev"), "--batch-input-dir", str(batch),
+                     "--backtest-windows", "3"])
+    assert [p.name for p in batch.iterdir()] == ["ETTh1.csv"]
+    source = (ETT_DIR / "ETTh1.csv").read_text().splitlines(keepends=True)
+    rows = WINDOWS["seq_len"] + 3 * WINDOWS["pred_len"]
+    assert (batch / "ETTh1.csv").read_text() == "".join([source[0], *source[-rows:]])
+    with pytest.raises(InformerError, match="backtest-windows: expected an integer >= 0"):
+        sm_evaluate.run(["--model-dir", str(model_tar), "--data-dir", str(data),
+                         "--output-dir", str(tmp_path / "ev2"), "--backtest-windows", "-1"])
+    assert not (tmp_path / "ev2").exists()
 
 
 def test_evaluate_refuses_a_missing_model_a_missing_file_and_unsafe_archives(model_tar,

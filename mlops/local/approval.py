@@ -37,9 +37,10 @@ def state_change_event(package: dict[str, Any]) -> dict[str, Any]:
 
 
 def lambda_environment(state: StateDir, group: str) -> dict[str, str]:
-    """The Lambda's settings for the local loop: histories under ``batch-input/<group>/``."""
+    """The Lambda's settings for the local loop, as the template sets them: no input prefix
+    (each version's package names its own transform input)."""
     return {"SAGEMAKER_ROLE_ARN": LOCAL_ROLE, "BUCKET": state.bucket,
-            "TRANSFORM_INPUT_PREFIX": f"batch-input/{group}/", "FORECAST_PREFIX": "forecasts",
+            "MODEL_PACKAGE_GROUP_NAME": group, "FORECAST_PREFIX": "forecasts",
             "CONTENT_TYPE": "text/csv", "ACCEPT": "text/csv", "SPLIT_TYPE": "None",
             "BATCH_STRATEGY": "SingleRecord", "TRANSFORM_INSTANCE_TYPE": "local"}
 

@@ -1,6 +1,7 @@
 """A local stand-in for the few SageMaker calls the approval Lambda makes.
 
-``create_model`` / ``describe_model`` keep models in the registry database;
+``describe_model_package`` reads the registry; ``create_model`` / ``describe_model`` keep
+models in the registry database;
 ``create_transform_job`` runs the local Batch Transform (``informer-transform``, the same
 inference handlers as the serving container) synchronously on the object-store copy of the
 input prefix, then writes QuickSight-ready CSVs to ``forecasts/<group>/v<version>/``.
@@ -21,7 +22,7 @@ from typing import Any
 import pandas as pd
 
 from mlops.local.process import Owner
-from mlops.local.registry import Registry, now
+from mlops.local.registry import Registry, RegistryError, now
 from mlops.local.state import StateDir
 
 
@@ -75,6 +76,13 @@ class LocalSageMaker:
     def _package(self, arn: str) -> dict[str, Any]:
         group, version = arn.rsplit("/", 2)[-2:]
         return self.registry.package(group, int(version))
+
+    def describe_model_package(self, ModelPackageName: str) -> dict[str, Any]:  # noqa: N803
+        try:
+            return self._package(ModelPackageName)
+        except (RegistryError, ValueError) as err:
+            raise LocalClientError("ValidationException", f"Could not find model package "
+                                   f"{ModelPackageName!r} ({err})") from err
 
     # transform jobs ------------------------------------------------------------------------
     def create_transform_job(self, **request: Any) -> dict[str, Any]:

@@ -39,7 +39,7 @@ CREATE TABLE IF NOT EXISTS transform_jobs (
 """
 # columns added after the first release: (table, column, type), added to older databases
 ADDED_COLUMNS = (("transform_jobs", "pid", "INTEGER"), ("transform_jobs", "host", "TEXT"),
-                 ("transform_jobs", "started", "TEXT"))
+                 ("transform_jobs", "started", "TEXT"), ("packages", "customer_metadata", "TEXT"))
 
 
 class RegistryError(ValueError):
@@ -111,8 +111,10 @@ class Registry:
     # packages ------------------------------------------------------------------------------
     def register(self, group: str, model_data_url: str, metrics: dict[str, Any],
                  status: str = "PendingManualApproval", image: str | None = None,
-                 description: str | None = None) -> dict[str, Any]:
-        """Add the next version of ``group`` (the group is created on first use)."""
+                 description: str | None = None,
+                 customer_metadata: dict[str, str] | None = None) -> dict[str, Any]:
+        """Add the next version of ``group`` (the group is created on first use);
+        ``customer_metadata``: its ``CustomerMetadataProperties``."""
         check_status(status)
         stamp = now()
         with self.transaction() as db:
@@ -120,9 +122,12 @@ class Registry:
             version = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM packages "
                                  "WHERE grp = ?", (group,)).fetchone()[0]
             arn = package_arn(group, version)
-            db.execute("INSERT INTO packages VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            db.execute("INSERT INTO packages (arn, grp, version, status, model_data_url, image, "
+                       "metrics, description, created, modified, customer_metadata) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (arn, group, version, status, model_data_url, image,
-                        json.dumps(metrics, sort_keys=True), description, stamp, stamp))
+                        json.dumps(metrics, sort_keys=True), description, stamp, stamp,
+                        json.dumps(customer_metadata or {}, sort_keys=True)))
         return self.package(group, version)
 
     def package(self, group: str, version: int | None = None) -> dict[str, Any]:
@@ -223,5 +228,6 @@ def describe(row: sqlite3.Row) -> dict[str, Any]:
             "SupportedContentTypes": ["text/csv", "application/jsonlines"],
             "SupportedResponseMIMETypes": ["text/csv", "application/jsonlines"]},
         "ModelMetrics": json.loads(row["metrics"]),
+        "CustomerMetadataProperties": json.loads(row["customer_metadata"] or "{}"),
         "CreationTime": row["created"], "LastModifiedTime": row["modified"],
     }

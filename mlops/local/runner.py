@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from informer.errors import InformerError
+from mlops.lambda_function import TRANSFORM_INPUT_PROPERTY
 from mlops.local.registry import Registry
 from mlops.local.state import StateDir
 
@@ -37,7 +38,6 @@ class RunSettings:
     mse_threshold: float = 1.0
     require_skill: bool = True  # skill > 0 against the better naive baseline to register
     approval_status: str = "PendingManualApproval"
-    history_rows: int | None = None  # transform input length; default 4 x seq_len
 
 
 class StepFailed(InformerError):
@@ -118,11 +118,13 @@ def run_pipeline(state: StateDir, settings: RunSettings, out: TextIO = sys.stdou
         return state.s3_uri(str(model_tar.relative_to(state.object_store / state.bucket)))
 
     run.step(2, "TrainModel", train)
-    evaluation = run.path("evaluation")
+    evaluation, batch_input = run.path("evaluate", "evaluation"), run.path("evaluate",
+                                                                          "batch-input")
     run.step(3, "EvaluateModel", lambda: run.script("evaluate", [
         str(JOBS / "evaluate.py"), "--model-dir", str(model_tar.parent), "--data-dir",
-        str(dataset), "--output-dir", str(evaluation), "--message-file",
-        str(run.logs / "evaluate.message")]) or by_step(model_tar, dataset, evaluation, summary))
+        str(dataset), "--output-dir", str(evaluation), "--batch-input-dir", str(batch_input),
+        "--message-file", str(run.logs / "evaluate.message")])
+        or by_step(model_tar, dataset, evaluation))
     report = json.loads((evaluation / "evaluation.json").read_text())
     mse = report["regression_metrics"]["mse"]["value"]
     summary["mse"] = mse
@@ -153,16 +155,17 @@ def run_pipeline(state: StateDir, settings: RunSettings, out: TextIO = sys.stdou
     def register() -> str:
         metrics = {"ModelQuality": {"Statistics": {
             "ContentType": "application/json",
-            "S3Uri": state.s3_uri(f"{run.key}/evaluation/evaluation.json")}},
+            "S3Uri": state.s3_uri(f"{run.key}/evaluate/evaluation/evaluation.json")}},
             **report}
+        # as the pipeline's RegisterModel: the version names its transform input, the
+        # EvaluateModel step's batch-input output
         package = Registry(state.registry).register(
             settings.group, state.s3_uri(str(model_tar.relative_to(state.object_store /
                                                                    state.bucket))),
-            metrics, status=settings.approval_status)
+            metrics, status=settings.approval_status, customer_metadata={
+                TRANSFORM_INPUT_PROPERTY: state.s3_uri(f"{run.key}/evaluate/batch-input")})
         version = package["ModelPackageVersion"]
         unpack_model(model_tar, state.model(settings.group, version))
-        write_batch_input(state, settings, dataset, settings.history_rows or
-                          4 * summary["seq_len"])
         target = state.forecasts(settings.group, version)
         target.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(evaluation / "backtest_by_step.csv", target / "backtest_by_step.csv")
@@ -175,7 +178,7 @@ def run_pipeline(state: StateDir, settings: RunSettings, out: TextIO = sys.stdou
     return summary
 
 
-def by_step(model_tar: Path, dataset: Path, evaluation: Path, summary: dict[str, Any]) -> str:
+def by_step(model_tar: Path, dataset: Path, evaluation: Path) -> str:
     """Backtest errors per horizon step on the test split, next to evaluation.json."""
     import tarfile
     import tempfile
@@ -190,7 +193,6 @@ def by_step(model_tar: Path, dataset: Path, evaluation: Path, summary: dict[str,
         forecaster = Forecaster.from_artifact(tmp)
         csv = next(dataset.glob("*.csv"))
         result = forecaster.backtest(read_csv(csv))
-        summary["seq_len"] = forecaster.schema.seq_len
     atomic_write_text(evaluation / "backtest_by_step.csv", result.by_step.to_csv(index=False))
     return f"test mse {result.metrics['mse']:.4f} over {int(result.metrics['windows'])} windows"
 
@@ -208,13 +210,3 @@ def unpack_model(model_tar: Path, target: Path) -> Path:
         replace_path(Path(tmp) / "model", target)
     return target
 
-
-def write_batch_input(state: StateDir, settings: RunSettings, dataset: Path, rows: int) -> Path:
-    """The latest history (last ``rows`` rows) as the transform input of the group."""
-    from informer.data.csv import read_csv
-    from informer.files import atomic_write_text
-
-    csv = next(dataset.glob("*.csv"))
-    history = read_csv(csv).tail(rows)
-    target = state.s3_path(state.s3_uri(f"batch-input/{settings.group}/{csv.stem}.csv"))
-    return atomic_write_text(target, history.to_csv(index=False))
