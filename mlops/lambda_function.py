@@ -12,6 +12,10 @@ step wrote it to, recorded in the package's ``CustomerMetadataProperties.Transfo
 (read with DescribeModelPackage). A package without it uses ``TRANSFORM_INPUT_PREFIX``; with
 neither, the result is ``{"status": "failed", ...}`` and nothing is created.
 
+The job's ``Environment`` asks the serving handlers for their report (``INFORMER_OUTPUT=report``,
+``INFORMER_MODEL_VERSION=v<version>``): per input history, a backtest over its latest rows with
+the actual values, then the forecast, each row naming the version: the table QuickSight reads.
+
 Names come from the group and version (``<group>-v<version>``), so a repeated delivery finds the
 model and the job already there and starts nothing. A job that ended ``Failed`` or ``Stopped``
 is retried: SageMaker job names are unique for ever, so the retry is a new job,
@@ -61,6 +65,9 @@ RETRYABLE = ("Failed", "Stopped")  # a job in these states is started again unde
 MAX_ATTEMPTS = 10
 # the model package's customer metadata key naming its Batch Transform input (mlops/pipeline.py)
 TRANSFORM_INPUT_PROPERTY = "TransformInput"
+# the serving handlers' report output (sagemaker_jobs/inference.py): a backtest over the input's
+# latest rows with the actual values, then the forecast, each row naming the model version
+OUTPUT_ENV, VERSION_ENV, REPORT = "INFORMER_OUTPUT", "INFORMER_MODEL_VERSION", "report"
 
 
 class MalformedEvent(ValueError):
@@ -261,6 +268,7 @@ def transform_request(settings: Settings, package: PackageEvent, name: str,
                             "AssembleWith": settings.assemble_with},
         "TransformResources": {"InstanceType": settings.instance_type,
                                "InstanceCount": settings.instance_count},
+        "Environment": {OUTPUT_ENV: REPORT, VERSION_ENV: f"v{package.version}"},
         "Tags": [{"Key": "ModelPackageArn", "Value": package.arn}],
     }
     if settings.max_concurrent:

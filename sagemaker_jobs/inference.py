@@ -19,6 +19,16 @@ the request's own format. Dates are ISO 8601, values in original units. Bodies n
 newline (Batch Transform's ``AssembleWith=Line`` adds one per response). Bad payloads raise
 :class:`PayloadError` (HTTP 400, 415 or 406).
 
+Output (``INFORMER_OUTPUT`` in the container's environment; the approval Lambda sets it on
+every transform job): ``forecast`` (default) answers the forecast alone; ``report`` answers,
+per history, a backtest over its latest rows followed by the forecast, one row per timestamp:
+``date``, ``model_version`` (``INFORMER_MODEL_VERSION``, when set), ``segment`` (``backtest``
+or ``forecast``) and per predicted variable ``<var>_actual`` (the history's value; empty in the
+future), ``<var>`` and its quantile columns ``<var>_p<level>``. The backtest forecasts the
+history's last ``floor((rows - seq_len) / pred_len)`` horizons from origins ``pred_len`` apart,
+so each of its timestamps has one prediction. This is the file QuickSight and the dashboard
+read, from the AWS transform and the local one alike.
+
 Precision: ``INFORMER_PRECISION`` in the container's environment (``32-true`` by default,
 ``bf16-mixed`` or ``auto``). Full precision keeps every answer independent of which other
 records share the request; bf16 is ~3x faster on AMX CPUs but its kernels round differently
@@ -36,6 +46,7 @@ from typing import Any
 
 import pandas as pd
 
+from informer.columns import quantile_columns
 from informer.data.csv import check_header
 from informer.errors import InformerError, first_line
 from informer.forecast import Forecaster
@@ -100,6 +111,16 @@ def media_type(value: str | None, default: str | None = None, what: str = "conte
 
 
 PRECISION_ENV = "INFORMER_PRECISION"
+OUTPUT_ENV, VERSION_ENV = "INFORMER_OUTPUT", "INFORMER_MODEL_VERSION"
+OUTPUTS = ("forecast", "report")
+
+
+def output_mode() -> str:
+    """``INFORMER_OUTPUT``: ``forecast`` (default) or ``report``."""
+    mode = os.environ.get(OUTPUT_ENV) or "forecast"
+    if mode not in OUTPUTS:
+        raise InformerError(f"{OUTPUT_ENV}: expected one of {list(OUTPUTS)}, got {mode!r}")
+    return mode
 
 
 def model_fn(model_dir: str) -> Forecaster:
@@ -108,6 +129,7 @@ def model_fn(model_dir: str) -> Forecaster:
 
     from informer.artifact import load_model
 
+    output_mode()  # a bad setting fails the container at start, not at the first request
     device = "cuda" if torch.cuda.is_available() else "cpu"
     precision = resolve_precision(os.environ.get(PRECISION_ENV, "32-true"), device,
                                   field=PRECISION_ENV)
@@ -195,12 +217,43 @@ def input_fn(body: bytes | bytearray | str, content_type: str | None) -> Request
                    [f"{label} {n}" for n, _ in records])
 
 
+def report(model: Forecaster, history: pd.DataFrame, future: pd.DataFrame, where: str
+           ) -> pd.DataFrame:
+    """The backtest over ``history``'s latest rows, then ``future`` (its forecast), with the
+    actual values (see the module docstring)."""
+    s = model.schema
+    dates, _ = model.validate(history, where)
+    windows = (len(dates) - s.seq_len) // s.pred_len
+    parts = []
+    if windows:
+        backtest = model.backtest(history, start=dates[-1 - windows * s.pred_len],
+                                  end=dates[-1 - s.pred_len], stride=s.pred_len).frame
+        backtest = backtest.drop(columns=["origin", "step"]).assign(segment="backtest")
+        for var in s.predicted:  # the history's own values, not their float32 copies
+            backtest[f"{var}_actual"] = pd.to_numeric(
+                history[var].iloc[-windows * s.pred_len:], errors="coerce").to_numpy()
+        parts.append(backtest)
+    parts.append(future.assign(segment="forecast"))
+    frame = pd.concat(parts, ignore_index=True)
+    version = os.environ.get(VERSION_ENV)
+    if version:
+        frame["model_version"] = version
+    columns = ["date", *(["model_version"] if version else []), "segment"]
+    for var in s.predicted:
+        columns += [f"{var}_actual", var, *(c for _, c in quantile_columns(frame.columns, var))]
+    return frame.reindex(columns=columns)
+
+
 def predict_fn(data: Request, model: Forecaster) -> Prediction:
-    """Forecast every history of the request in one batched pass."""
+    """Forecast every history of the request in one batched pass (and, with
+    ``INFORMER_OUTPUT=report``, backtest each one's latest rows)."""
+    where = "body" if data.kind == CSV else "input"
     try:
-        forecasts = model.forecast_many(data.histories,
-                                        where="body" if data.kind == CSV else "input",
-                                        labels=data.labels)
+        forecasts = model.forecast_many(data.histories, where=where, labels=data.labels)
+        if output_mode() == "report":
+            labels = data.labels or [where] * len(forecasts)
+            forecasts = [report(model, h, f, label if len(forecasts) > 1 else where)
+                         for h, f, label in zip(data.histories, forecasts, labels)]
     except PayloadError:
         raise
     except InformerError as err:
@@ -209,8 +262,14 @@ def predict_fn(data: Request, model: Forecaster) -> Prediction:
 
 
 def _columns(frame: pd.DataFrame) -> dict[str, list]:
+    """JSON columns: ISO dates, numbers (``null`` where unknown), labels as strings."""
     out: dict[str, list] = {"date": frame["date"].dt.strftime(DATE_FORMAT).tolist()}
-    out.update({c: frame[c].astype(float).tolist() for c in frame.columns if c != "date"})
+    for c in frame.columns.drop("date"):
+        if pd.api.types.is_numeric_dtype(frame[c]):
+            values = frame[c].astype(float)
+            out[c] = [None if pd.isna(v) else v for v in values.tolist()]
+        else:
+            out[c] = frame[c].astype(str).tolist()
     return out
 
 

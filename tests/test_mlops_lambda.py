@@ -102,6 +102,8 @@ def test_approved_creates_one_model_and_one_transform_job(sm, capsys):
         "S3OutputPath": "s3://informer-bucket/forecasts/informer-models/v1/",
         "Accept": "text/csv", "AssembleWith": "None"}
     assert job["TransformResources"] == {"InstanceType": "ml.m5.xlarge", "InstanceCount": 1}
+    # the handlers' report (backtest with actuals, then forecast) naming the version
+    assert job["Environment"] == {"INFORMER_OUTPUT": "report", "INFORMER_MODEL_VERSION": "v1"}
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [line["message"] for line in lines] == ["model created", "transform job created",
                                                    "started"]

@@ -59,12 +59,22 @@ def test_run_registers_a_pending_version_with_its_artifact(registered):
 def test_approve_runs_one_transform_and_writes_forecasts(registered):
     proc = mlops_cli("local", "approve", "etth1", state=registered)
     assert "etth1 v1: Approved" in proc.stdout
-    forecast = pd.read_csv(registered / "forecasts" / "etth1" / "v1" / "ETTh1.csv")
-    assert list(forecast.columns[:3]) == ["date", "HUFL_actual", "HUFL"]
-    future = forecast[forecast["OT"].notna()]
+    folder = registered / "forecasts" / "etth1" / "v1"
+    # the transform job's own output, byte for byte: the local side joins nothing itself
+    job_output = registered / "s3" / "informer-mlops" / "forecasts" / "etth1" / "v1"
+    assert sorted(p.name for p in job_output.iterdir()) == ["ETTh1.csv.out"]
+    assert (folder / "ETTh1.csv.out").read_bytes() == (job_output / "ETTh1.csv.out").read_bytes()
+    assert sorted(p.name for p in folder.iterdir()) == ["ETTh1.csv.out", "backtest_by_step.csv"]
+    forecast = pd.read_csv(folder / "ETTh1.csv.out")
+    assert list(forecast.columns[:5]) == ["date", "model_version", "segment", "HUFL_actual",
+                                          "HUFL"]
+    assert set(forecast["model_version"]) == {"v1"}
+    future = forecast[forecast["segment"] == "forecast"]
     assert len(future) == 24 and future["OT_actual"].isna().all()
     assert future["date"].iloc[0] == "2018-06-26T20:00:00"  # the hour after the last row
-    assert (registered / "forecasts" / "etth1" / "v1" / "backtest_by_step.csv").is_file()
+    backtest = forecast[forecast["segment"] == "backtest"]  # the last 7 horizons of the data
+    assert len(backtest) == 7 * 24 and backtest["OT_actual"].notna().all()
+    assert backtest["date"].iloc[-1] == "2018-06-26T19:00:00"
     mlops_cli("local", "approve", "etth1", "--version", "1", state=registered)  # duplicate
     report = json.loads(mlops_cli("local", "status", "--json", state=registered).stdout)
     jobs = report["transform_jobs"]

@@ -4,7 +4,9 @@
 models in the registry database;
 ``create_transform_job`` runs the local Batch Transform (``informer-transform``, the same
 inference handlers as the serving container) synchronously on the object-store copy of the
-input prefix, then writes QuickSight-ready CSVs to ``forecasts/<group>/v<version>/``.
+input prefix, with the job's ``Environment`` set as a container's, and copies the output
+files (the serving handlers' report: ``date``, ``model_version``, ``segment``, actual and
+predicted values) unchanged to ``forecasts/<group>/v<version>/`` for the dashboard.
 
 A job's record names the process running it (pid, host, start time). ``describe_transform_job``
 marks an ``InProgress`` job whose process has died ``Failed`` with the reason, as SageMaker does
@@ -19,8 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
+from informer.files import atomic_write_text
+from mlops.config import environment
 from mlops.local.process import Owner
 from mlops.local.registry import Registry, RegistryError, now
 from mlops.local.state import StateDir
@@ -152,7 +154,9 @@ class LocalSageMaker:
         source = self.state.s3_path(request["TransformInput"]["DataSource"]["S3DataSource"]
                                     ["S3Uri"])
         output = self.state.s3_path(request["TransformOutput"]["S3OutputPath"])
-        with tempfile.TemporaryDirectory(prefix="informer-local-model-") as tmp:
+        # the job's Environment reaches the handlers as the container's environment does
+        with tempfile.TemporaryDirectory(prefix="informer-local-model-") as tmp, \
+                environment(dict(request.get("Environment") or {})):
             safe_extract(model_data, Path(tmp))
             written = transform.run(
                 tmp, source, output, request["TransformInput"].get("ContentType"),
@@ -162,31 +166,7 @@ class LocalSageMaker:
                 request["TransformOutput"].get("AssembleWith", "None"))
         target = self.state.forecasts(package["ModelPackageGroupName"],
                                       package["ModelPackageVersion"])
-        for out_file in written:
-            history = source / out_file.relative_to(output).with_suffix("") \
-                if source.is_dir() else source
-            quicksight_csv(history, out_file, target / f"{Path(history).stem}.csv")
-
-
-def quicksight_csv(history: Path, forecast: Path, target: Path) -> Path | None:
-    """One row per timestamp: ``date``, ``<var>_actual`` (history), ``<var>`` (forecast).
-
-    Written for CSV input/output pairs (one history per file); other formats are skipped.
-    """
-    from informer.files import atomic_write_text
-
-    try:
-        past, future = pd.read_csv(history), pd.read_csv(forecast)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError):
-        return None
-    if "date" not in past.columns or "date" not in future.columns:
-        return None
-    variables = [c for c in future.columns if c != "date"]
-    actual = past[["date", *[v for v in variables if v in past.columns]]].rename(
-        columns={v: f"{v}_actual" for v in variables})
-    for frame in (actual, future):  # each side has one consistent date format
-        frame["date"] = pd.to_datetime(frame["date"]).dt.strftime("%Y-%m-%dT%H:%M:%S")
-    merged = pd.concat([actual, future], ignore_index=True)
-    columns = ["date", *[c for v in variables for c in (f"{v}_actual", v) if c in merged]]
-    atomic_write_text(target, merged[columns].to_csv(index=False))
-    return target
+        for out_file in written:  # the job's output files as they are, where the dashboard reads
+            mirror = target / out_file.relative_to(output)
+            mirror.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(mirror, out_file.read_text())
