@@ -14,8 +14,13 @@ from mlops.cli import LAMBDA_SOURCE, TEMPLATE, sync_template, template_code
 
 cfn_yaml = pytest.importorskip("cfnlint.decode.cfn_yaml")
 BUILDSPEC = Path(TEMPLATE).parents[1] / "buildspec.yml"
-# Actions AWS offers no resource-level permission for.
-UNSCOPED_OK = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
+# Actions AWS offers no resource-level permission for, and those SDK v3's role validation
+# simulates with no resource and no context (granted on "*", unconditioned: test_mlops_iam.py).
+UNSCOPED_OK = {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData",
+               "ec2:CreateNetworkInterface", "ec2:CreateNetworkInterfacePermission",
+               "ec2:DeleteNetworkInterface", "ec2:DeleteNetworkInterfacePermission",
+               "ec2:DescribeNetworkInterfaces", "ec2:DescribeVpcs", "ec2:DescribeDhcpOptions",
+               "ec2:DescribeSubnets", "ec2:DescribeSecurityGroups"}
 
 
 @pytest.fixture(scope="module")
