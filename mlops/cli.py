@@ -94,41 +94,6 @@ def cmd_upsert(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
     print(json.dumps({"PipelineArn": response.get("PipelineArn")}, indent=2))
 
 
-def start_parameters(args: argparse.Namespace, declared: dict[str, Any]) -> dict[str, str]:
-    """``-p Name=Value`` and ``--input s3://bucket/prefix``, checked against ``declared``."""
-    values: dict[str, str] = {}
-    if args.input:
-        match = re.match(r"^s3://([^/]+)/?(.*)$", args.input)
-        if not match:
-            raise InformerError(f"--input: expected s3://bucket/prefix, got {args.input!r}")
-        values.update(InputDataBucket=match.group(1), InputDataPrefix=match.group(2))
-    for item in args.parameter or []:
-        name, sep, value = item.partition("=")
-        if not sep:
-            raise InformerError(f"-p {item!r}: expected Name=Value")
-        values[name] = value
-    unknown = sorted(set(values) - set(declared))
-    if unknown:
-        raise InformerError(f"parameter {', '.join(unknown)}: not a parameter of the pipeline; "
-                        f"expected one of {sorted(declared)}")
-    return values
-
-
-def cmd_start(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    import boto3
-
-    client = boto3.client("sagemaker", region_name=cfg["region"])
-    described = client.describe_pipeline(PipelineName=cfg["pipeline_name"])
-    declared = {p["Name"]: p for p in
-                json.loads(described["PipelineDefinition"]).get("Parameters", [])}
-    values = start_parameters(args, declared)
-    response = client.start_pipeline_execution(
-        PipelineName=cfg["pipeline_name"],
-        PipelineParameters=[{"Name": k, "Value": str(v)} for k, v in values.items()])
-    print(json.dumps({"PipelineExecutionArn": response["PipelineExecutionArn"],
-                      "Parameters": values}, indent=2))
-
-
 def describe_latest(client: Any, pipeline_name: str) -> dict[str, Any]:
     """The latest execution with its parameters and (where the API answers) its steps."""
     summaries = client.list_pipeline_executions(
@@ -164,6 +129,8 @@ def _add_pipeline(sub: Any) -> None:
     mode.add_argument("--online", action="store_true", help="use the AWS account")
     p = command(sub, "upsert", "create or update the pipeline", cmd_upsert)
     p.add_argument("--role-arn", help="SageMaker execution role (default: pipeline.role_arn)")
+    from mlops.start import cmd_start
+
     p = command(sub, "start", "start an execution", cmd_start)
     p.add_argument("--input", help="input data s3://bucket/prefix")
     p.add_argument("-p", "--parameter", action="append", metavar="NAME=VALUE",

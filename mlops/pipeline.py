@@ -19,6 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from mlops.lambda_function import TRANSFORM_INPUT_PROPERTY
+from mlops.pipeline_parts import (  # noqa: F401 - part of this module's interface
+    PROCESSING_SCRIPTS,
+    image_uri,
+    make_parameters,
+    s3_uri,
+    stage_pipeline_source,
+)
 
 EVALUATION_FILE = "evaluation.json"
 MSE_PATH = "regression_metrics.mse.value"
@@ -30,81 +37,6 @@ PROCESSING = "/opt/ml/processing"
 INFERENCE_ENV = {"SAGEMAKER_PROGRAM": "inference.py",
                  "SAGEMAKER_SUBMIT_DIRECTORY": "/opt/ml/model/code",
                  "INFORMER_PRECISION": "32-true"}
-# SDK v3's FrameworkProcessor runs ``python3 <basename of code>`` from the bundle root, so each
-# processing script gets a root-level shim that runs the module from the package.
-SHIM = '''"""Processing entry point: runs sagemaker_jobs.{name} (FrameworkProcessor runs the
-basename of its code argument from the root of the source bundle)."""
-import runpy
-
-runpy.run_module("sagemaker_jobs.{name}", run_name="__main__", alter_sys=True)
-'''
-PROCESSING_SCRIPTS = ("preprocess", "evaluate")
-
-
-def stage_pipeline_source(target: Path) -> Path:
-    """The library staged for the jobs (``sagemaker_jobs.source.stage_source``) plus the
-    root-level processing shims."""
-    from sagemaker_jobs.source import stage_source
-
-    stage_source(target)
-    for name in PROCESSING_SCRIPTS:
-        (target / f"{name}.py").write_text(SHIM.format(name=name))
-    return target
-
-
-def make_parameters(defaults: Mapping[str, Any], bucket: str, data_prefix: str) -> dict[str, Any]:
-    """The pipeline parameters by name: the input ``s3://<InputDataBucket>/<InputDataPrefix>``
-    (EventBridge passes a new object's bucket and key), the experiment preset, instance types
-    and counts, the MSE threshold, whether the model must beat the naive baselines
-    (``RequireSkill``) and the approval status of the registered version."""
-    from sagemaker.core.workflow.parameters import (
-        ParameterBoolean,
-        ParameterFloat,
-        ParameterInteger,
-        ParameterString,
-    )
-
-    d = defaults
-    return {p.name: p for p in (
-        ParameterString("InputDataBucket", default_value=bucket),
-        ParameterString("InputDataPrefix", default_value=data_prefix),
-        ParameterString("Experiment", default_value=str(d["experiment"])),
-        ParameterString("ProcessingInstanceType", default_value=d["processing_instance_type"]),
-        ParameterInteger("ProcessingInstanceCount",
-                         default_value=int(d["processing_instance_count"])),
-        ParameterString("TrainingInstanceType", default_value=d["training_instance_type"]),
-        ParameterInteger("TrainingInstanceCount", default_value=int(d["training_instance_count"])),
-        ParameterFloat("MseThreshold", default_value=float(d["mse_threshold"])),
-        ParameterBoolean("RequireSkill", default_value=bool(d.get("require_skill", True))),
-        ParameterString("ModelApprovalStatus", default_value=str(d["approval_status"])),
-    )}
-
-
-def image_uri(explicit: str | None, region: str, version: str, instance_type: str,
-              scope: str) -> str:
-    """``explicit``, else the AWS PyTorch image (``training`` or ``inference`` scope)."""
-    if explicit:
-        return explicit
-    from sagemaker.core import image_uris
-
-    from sagemaker_jobs.launcher import FRAMEWORKS
-
-    if version not in FRAMEWORKS:
-        raise ValueError(f"framework_version: expected one of {sorted(FRAMEWORKS)} (PyTorch "
-                         f"versions with training and inference images), got {version!r}")
-    return image_uris.retrieve("pytorch", region, version=version, py_version=FRAMEWORKS[version],
-                               instance_type=instance_type, image_scope=scope)
-
-
-def s3_uri(bucket: Any, *parts: Any) -> Any:
-    """``s3://bucket/part/...``; a ``Join`` when a part is a pipeline variable."""
-    from sagemaker.core.workflow.functions import Join
-
-    if isinstance(bucket, str) and all(isinstance(p, str) for p in parts):
-        return "/".join(["s3:/", bucket, *(p.strip("/") for p in parts)])
-    return Join(on="/", values=["s3:/", bucket, *parts])
-
-
 class _Builder:
     """The pieces of one pipeline definition."""
 
@@ -265,7 +197,7 @@ def get_pipeline(region: str, role: str, bucket: str, pipeline_name: str,
     staged = None
     if source_dir is None:
         staged = tempfile.TemporaryDirectory(prefix="informer-pipeline-source-")
-        source_dir = stage_pipeline_source(Path(staged.name))
+        source_dir = stage_pipeline_source(Path(staged.name), str(cfg["framework_version"]))
     if session is None:
         import boto3
         from sagemaker.core.workflow.pipeline_context import PipelineSession
@@ -279,7 +211,8 @@ def get_pipeline(region: str, role: str, bucket: str, pipeline_name: str,
     preprocess = b.processing(
         "PreprocessData", "preprocess.py",
         inputs=[("raw", s3_uri(p["InputDataBucket"], p["InputDataPrefix"]), f"{PROCESSING}/input")],
-        outputs=["output/dataset", "output/profile"], arguments=["--experiment", p["Experiment"]])
+        outputs=["output/dataset", "output/profile"],
+        arguments=["--experiment", p["Experiment"], "--input-version", p["InputDataVersion"]])
     dataset = preprocess.properties.ProcessingOutputConfig.Outputs["dataset"].S3Output.S3Uri
     train = b.training(dataset)
     model_data = train.properties.ModelArtifacts.S3ModelArtifacts

@@ -253,7 +253,7 @@ def _environ(**values: str) -> Iterator[None]:
 def train(tokens: Sequence[str], dry_run: bool = False, wait: bool = False) -> dict[str, Any]:
     settings = Settings.parse(tokens)
     with tempfile.TemporaryDirectory(prefix="informer-source-") as tmp:
-        source = stage_source(Path(tmp))
+        source = stage_source(Path(tmp), settings.framework_version)
         if dry_run:  # the SDK's client-side role check reads IAM; it changes no field
             with _environ(SAGEMAKER_VALIDATE_ROLE="false"):
                 return request(build_trainer(settings, source, dry_run=True))

@@ -8,7 +8,8 @@ batch size), then writes to ``/opt/ml/processing/output`` (``--output-dir``):
 
 - ``dataset/<file>``: the validated file, byte for byte (the training channel);
 - ``profile/profile.json``: rows, date range, freq, split borders and window counts, and per
-  column mean/std/min/max (all rows) and the train-split scaler.
+  column mean/std/min/max (all rows) and the train-split scaler; ``input_version`` (the
+  pipeline's ``--input-version``, the input's ETag or digest: part of the step's cache key).
 
 Without ``data.file`` in the config (``data=custom``) the one CSV in the input is used. A bad
 file exits with code 2, ``error: <file>: <what was expected>`` (also in
@@ -35,7 +36,7 @@ from sagemaker_jobs.hyperparameters import compose_config, parse_cli, to_overrid
 PROCESSING = Path("/opt/ml/processing")
 # DescribeProcessingJob's ExitMessage: the first 1 KB of this file.
 MESSAGE_FILE = Path("/opt/ml/output/message")
-OPTIONS = ("input-dir", "output-dir", "message-file")
+OPTIONS = ("input-dir", "output-dir", "message-file", "input-version")
 
 
 def pick_file(configured: str | None, input_dir: Path) -> Path:
@@ -109,6 +110,8 @@ def run(argv: Sequence[str]) -> dict[str, Any]:
     datamodule = instantiate(cfg.data, _convert_="object")
     datamodule.setup("fit")  # every check training would run
     result = profile(datamodule.series, path)
+    if options.get("input-version"):  # the pipeline's cache key of the input's content
+        result["input_version"] = options["input-version"]
     _copy(path, output_dir / "dataset" / path.name)
     atomic_write_json(output_dir / "profile" / "profile.json", result)
     print(f"validated {path.name}: {result['rows']} rows {result['date_start']} .. "

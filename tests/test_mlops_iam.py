@@ -309,6 +309,7 @@ def codebuild(template: dict[str, Any], tmp_path) -> tuple[Gate, BaseException |
                 iam.put_role_policy(RoleName=name, PolicyName="template", PolicyDocument=json.dumps(
                     {"Version": "2012-10-17", "Statement": statements(template, logical)}))
             setup.client("s3").create_bucket(Bucket=BUCKET)
+            setup.client("s3").put_object(Bucket=BUCKET, Key="data/ETTh1.csv", Body=b"date,OT\n")
             creds = sts.assume_role(RoleArn=role_arn("BuildRole"),
                                     RoleSessionName="codebuild")["Credentials"]
             gate.callers[creds["AccessKeyId"]] = roles[role_arn("BuildRole")]
@@ -351,6 +352,8 @@ def test_upsert_under_the_build_role_with_role_validation(template, tmp_path, ca
     assert {"sagemaker:CreatePipeline", "iam:PassRole", "iam:SimulatePrincipalPolicy",
             "s3:PutObject", "sagemaker:StartPipelineExecution",
             "sagemaker:DescribePipelineExecution"} <= called
+    # start lists the data prefix for InputDataVersion (the BuildRole's Bucket statement)
+    assert ("s3:ListBucket", f"arn:aws:s3:::{BUCKET}") in gate.allowed
     # the SDK validated the SageMaker role: every simulated action allowed by the template
     assert gate.simulated and all(d == "allowed" for _, _, d in gate.simulated)
     simulated = {a for _, a, _ in gate.simulated}

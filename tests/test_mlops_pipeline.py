@@ -108,6 +108,7 @@ def test_parameters_and_defaults(built):
     params = {p["Name"]: (p["Type"], p["DefaultValue"]) for p in built[0]["Parameters"]}
     assert params == {
         "InputDataBucket": ("String", BUCKET), "InputDataPrefix": ("String", "data/"),
+        "InputDataVersion": ("String", "unversioned"),
         "Experiment": ("String", "etth1_M_24"),
         "ProcessingInstanceType": ("String", "ml.m5.xlarge"),
         "ProcessingInstanceCount": ("Integer", 1),
@@ -123,8 +124,10 @@ def test_preprocess_reads_the_input_parameters(built):
     assert raw["S3Uri"] == {"Std:Join": {"On": "/", "Values": [
         "s3:/", {"Get": "Parameters.InputDataBucket"}, {"Get": "Parameters.InputDataPrefix"}]}}
     assert raw["LocalPath"] == "/opt/ml/processing/input"
+    # the input's content identity is an argument: PreprocessData's cache key changes with it
     assert args["AppSpecification"]["ContainerArguments"] == [
-        "--experiment", {"Get": "Parameters.Experiment"}]
+        "--experiment", {"Get": "Parameters.Experiment"},
+        "--input-version", {"Get": "Parameters.InputDataVersion"}]
     assert args["ProcessingResources"]["ClusterConfig"]["InstanceType"] == {
         "Get": "Parameters.ProcessingInstanceType"}
 
@@ -224,6 +227,10 @@ def test_processing_runs_the_sagemaker_jobs_scripts(built):
     with tarfile.open(fileobj=io.BytesIO(bundle)) as tar:
         names = set(tar.getnames())
         shim = tar.extractfile("preprocess.py").read().decode()
+        requirements = tar.extractfile("requirements.txt").read().decode()
+    # pinned; torch to the images' version, so pip never replaces the image's torch
+    assert "torch==2.6.0" in requirements.splitlines()[-1]
+    assert re.search(r"^lightning==\d", requirements, re.M)
     assert {"preprocess.py", "evaluate.py", "requirements.txt", "sagemaker_jobs/preprocess.py",
             "sagemaker_jobs/evaluate.py", "informer/__init__.py"} <= names
     assert 'run_module("sagemaker_jobs.preprocess", run_name="__main__"' in shim
@@ -298,19 +305,33 @@ def test_upsert_start_describe_against_moto(capsys):
         assert [s["Name"] for s in json.loads(described["PipelineDefinition"])["Steps"]] == [
             "PreprocessData", "TrainModel", "EvaluateModel", "CheckMse"]
 
-        main(["pipeline", "start", "--input", "s3://new-data/data/ETTh1.csv",
-              "-p", "MseThreshold=0.5", "-p", "Experiment=etth1_S_24"])
-        started = json.loads(capsys.readouterr().out)
+        s3 = boto3.client("s3", region_name=REGION)
+        create_bucket("new-data", REGION)
+
+        def start_on(content: bytes) -> dict:
+            s3.put_object(Bucket="new-data", Key="data/ETTh1.csv", Body=content)
+            main(["pipeline", "start", "--input", "s3://new-data/data/ETTh1.csv",
+                  "-p", "MseThreshold=0.5", "-p", "Experiment=etth1_S_24"])
+            return json.loads(capsys.readouterr().out)
+
+        first, same, changed = start_on(b"a"), start_on(b"a"), start_on(b"b")
+        # the content's identity: PreprocessData's cache key changes when the data does
+        versions = [s["Parameters"].pop("InputDataVersion") for s in (first, same, changed)]
+        assert versions[0] == versions[1] != versions[2] and len(versions[0]) == 32
+        started = changed
         assert started["Parameters"] == {"InputDataBucket": "new-data",
                                          "InputDataPrefix": "data/ETTh1.csv",
                                          "MseThreshold": "0.5", "Experiment": "etth1_S_24"}
+        started["Parameters"]["InputDataVersion"] = versions[2]
         sent = client.list_pipeline_parameters_for_execution(
             PipelineExecutionArn=started["PipelineExecutionArn"])["PipelineParameters"]
         assert {p["Name"]: p["Value"] for p in sent} == started["Parameters"]
 
         main(["pipeline", "describe"])
         latest = json.loads(capsys.readouterr().out)["LatestExecution"]
-        assert latest["PipelineExecutionArn"] == started["PipelineExecutionArn"]
+        # three starts within a second: moto orders equal creation times either way
+        assert latest["PipelineExecutionArn"] in {
+            s["PipelineExecutionArn"] for s in (first, same, changed)}
         assert {p["Name"]: p["Value"] for p in latest["Parameters"]}["MseThreshold"] == "0.5"
 
         with pytest.raises(SystemExit) as exit_info:
@@ -318,6 +339,16 @@ def test_upsert_start_describe_against_moto(capsys):
         assert exit_info.value.code == 2
         assert "parameter Treshold: not a parameter of the pipeline" in \
             capsys.readouterr().err
+
+        # the images were chosen for CPU instances: a GPU override is refused by name
+        with pytest.raises(SystemExit) as exit_info:
+            main(["pipeline", "start", "-p", "TrainingInstanceType=ml.g5.2xlarge"])
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err.startswith(
+            "error: parameter TrainingInstanceType: 'ml.g5.2xlarge' is a GPU instance but the "
+            "definition's training image is the CPU one")
+        executions = client.list_pipeline_executions(PipelineName="informer-pipeline")
+        assert len(executions["PipelineExecutionSummaries"]) == 3  # nothing started
 
 
 def test_describe_without_executions(capsys):

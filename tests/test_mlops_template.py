@@ -121,10 +121,49 @@ def test_new_data_rule_starts_the_pipeline_with_the_object(template):
     assert ":pipeline/${PipelineName}" in target["Arn"]["Fn::Sub"]
     assert target["SageMakerPipelineParameters"]["PipelineParameterList"] == [
         {"Name": "InputDataBucket", "Value": "$.detail.bucket.name"},
-        {"Name": "InputDataPrefix", "Value": "$.detail.object.key"}]
+        {"Name": "InputDataPrefix", "Value": "$.detail.object.key"},
+        # the object's content: a re-uploaded object with new data misses the cache
+        {"Name": "InputDataVersion", "Value": "$.detail.object.etag"}]
     bucket = template["Resources"]["ArtifactBucket"]["Properties"]
     assert bucket["NotificationConfiguration"] == {
         "EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+
+
+def test_rules_pass_only_parameters_the_pipeline_declares(template):
+    pytest.importorskip("sagemaker")
+    from mlops.config import load_config
+    from mlops.pipeline import make_parameters
+
+    cfg = load_config([])
+    declared = set(make_parameters(cfg["parameters"], "b", cfg["data_prefix"]))
+    for rule in ("NewDataRule", "ScheduleRule"):
+        target = template["Resources"][rule]["Properties"]["Targets"][0]
+        names = [p["Name"] for p in target["SageMakerPipelineParameters"][
+            "PipelineParameterList"]]
+        assert "InputDataVersion" in names and set(names) <= declared, rule
+
+
+def test_no_account_is_hard_coded_and_the_images_are_pullable_in_every_region(template):
+    """The SageMaker role pulls AWS's PyTorch images, whose account differs by region."""
+    import fnmatch
+    import re
+
+    pytest.importorskip("sagemaker")
+    from mlops.pipeline import image_uri
+
+    assert not re.search(r"\b\d{12}\b", Path(TEMPLATE).read_text().split("ZipFile:")[0])
+    policy = template["Resources"]["SageMakerRole"]["Properties"]["Policies"][0]
+    (images,) = [s for s in policy["PolicyDocument"]["Statement"]
+                 if s.get("Sid") == "DeepLearningImages"]
+    for region in ("us-east-1", "eu-west-1", "ap-east-1", "me-south-1", "af-south-1"):
+        patterns = [r["Fn::Sub"].replace("${AWS::Partition}", "aws").replace(
+            "${AWS::Region}", region) for r in images["Resource"]]
+        for scope, instance in (("training", "ml.m5.xlarge"), ("training", "ml.g5.xlarge"),
+                                ("inference", "ml.m5.xlarge")):
+            uri = image_uri(None, region, "2.6.0", instance, scope)
+            account, repository = uri.split(".")[0], uri.split("/", 1)[1].split(":")[0]
+            arn = f"arn:aws:ecr:{region}:{account}:repository/{repository}"
+            assert any(fnmatch.fnmatchcase(arn, p) for p in patterns), arn
 
 
 def test_schedule_is_optional(template):

@@ -131,9 +131,27 @@ def test_launch_under_moto_uploads_the_staged_library_and_creates_the_job(aws, c
 
 def test_requirements_leave_torch_numpy_and_pandas_to_the_image():
     lines = [x for x in source.requirements().splitlines() if not x.startswith("#")]
-    assert {line.split(">")[0] for line in lines} >= {"lightning", "hydra-core", "omegaconf"}
-    assert not [x for x in lines if x.split(">")[0].split("=")[0] in ("torch", "numpy",
-                                                                      "pandas")]
+    assert {line.split("==")[0] for line in lines} >= {"lightning", "hydra-core", "omegaconf"}
+    assert not [x for x in lines if x.split("==")[0] in ("torch", "numpy", "pandas")]
+
+
+def test_requirements_are_pinned_and_keep_the_images_torch():
+    """Every job requirement is pinned to the version the definition was built with, and
+    torch to the image's own version: pip finds it satisfied by the image's build and fails on
+    a conflict instead of replacing it."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    reqs = [Requirement(x.split("#")[0]) for x in source.requirements("2.6.0").splitlines()
+            if x and not x.startswith("#")]
+    for req in reqs:
+        assert [s.operator for s in req.specifier] == ["=="], req
+    pinned = {r.name: r for r in reqs}
+    assert pinned["lightning"].specifier.contains(metadata.version("lightning"))
+    assert pinned["torch"].specifier.contains("2.6.0+cpu")  # the CPU image's torch
+    assert not pinned["torch"].specifier.contains("2.7.0")
+    assert "numpy" not in pinned and "pandas" not in pinned
 
 
 @pytest.mark.parametrize("tokens, message", [
