@@ -1,40 +1,38 @@
-"""PNG plots of forecasts and backtests (matplotlib, headless). One figure per file."""
+"""PNG plots of forecasts and backtests (matplotlib figures without pyplot: no backend is
+chosen or changed, so importing it leaves a notebook's inline plots alone). One figure per file."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.dates as mdates
+import pandas as pd
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.dates as mdates  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from informer.columns import quantile_columns  # noqa: E402
-from informer.data.csv import DATE  # noqa: E402
+from informer.columns import quantile_columns
+from informer.data.csv import DATE
 
 MAX_PANELS = 8
 
 
-def _save(fig: plt.Figure, path: str | Path) -> Path:
+def _save(fig: Figure, path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp.png")
     fig.savefig(tmp, dpi=110, bbox_inches="tight")
-    plt.close(fig)
     tmp.replace(path)
     return path
 
 
-def _date_axis(ax: plt.Axes) -> None:
+def _date_axis(ax: Axes) -> None:
     locator = mdates.AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
     ax.grid(alpha=0.3)
 
 
-def _band(ax: plt.Axes, frame: pd.DataFrame, dates: pd.Series, var: str) -> None:
+def _band(ax: Axes, frame: pd.DataFrame, dates: pd.Series, var: str) -> None:
     """Shade the outermost quantile interval of ``var``, if the frame has one."""
     levels = quantile_columns(frame.columns, var)
     if len(levels) >= 2:
@@ -51,8 +49,8 @@ def plot_forecast(history: pd.DataFrame, forecast: pd.DataFrame, path: str | Pat
     levels = {c for v in forecast.columns for _, c in quantile_columns(forecast.columns, v)}
     variables = [c for c in forecast.columns if c != DATE and c not in levels][:MAX_PANELS]
     tail = history.tail(history_steps or 4 * len(forecast))
-    fig, axes = plt.subplots(len(variables), 1, figsize=(10, 2.4 * len(variables)),
-                             sharex=True, squeeze=False)
+    fig = Figure(figsize=(10, 2.4 * len(variables)))
+    axes = fig.subplots(len(variables), 1, sharex=True, squeeze=False)
     hist_dates = pd.to_datetime(tail[DATE])
     for ax, var in zip(axes[:, 0], variables):
         ax.plot(hist_dates, tail[var].astype(float), color="tab:blue", label="history")
@@ -72,7 +70,8 @@ def plot_backtest_origins(frame: pd.DataFrame, path: str | Path, variable: str,
     origins = frame["origin"].drop_duplicates()
     pick = origins.iloc[[round(i * (len(origins) - 1) / max(n_origins - 1, 1))
                          for i in range(min(n_origins, len(origins)))]]
-    fig, axes = plt.subplots(len(pick), 1, figsize=(10, 2.4 * len(pick)), squeeze=False)
+    fig = Figure(figsize=(10, 2.4 * len(pick)))
+    axes = fig.subplots(len(pick), 1, squeeze=False)
     for ax, origin in zip(axes[:, 0], pick):
         rows = frame[frame["origin"] == origin]
         ax.plot(rows[DATE], rows[f"{variable}_actual"], color="tab:blue", label="actual")
@@ -88,7 +87,8 @@ def plot_backtest_origins(frame: pd.DataFrame, path: str | Path, variable: str,
 
 def plot_error_by_step(by_step: pd.DataFrame, path: str | Path) -> Path:
     """MSE and MAE (original units) against the horizon step."""
-    fig, ax = plt.subplots(figsize=(8, 3.5))
+    fig = Figure(figsize=(8, 3.5))
+    ax = fig.subplots()
     for name in ("mse_original", "mae_original"):
         ax.plot(by_step["step"], by_step[name], marker="o", ms=3, label=name)
     ax.set_xlabel("horizon step")

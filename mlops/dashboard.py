@@ -132,8 +132,9 @@ def forecast_figure(item: VersionForecasts, frame: pd.DataFrame, variable: str):
     fig.add_trace(go.Scatter(x=predicted["date"], y=predicted[variable], name="predicted",
                              mode="lines+markers", marker={"size": 4},
                              line={"color": "#ff7f0e"}))
-    if len(predicted):
-        fig.add_vrect(x0=predicted["date"].min(), x1=predicted["date"].max(),
+    future = predicted[predicted["segment"] == "forecast"] if "segment" in frame else predicted
+    if len(future):  # the future only: the backtest segment has actuals to compare against
+        fig.add_vrect(x0=future["date"].min(), x1=future["date"].max(),
                       fillcolor="#ff7f0e", opacity=0.08, line_width=0,
                       annotation_text="forecast horizon", annotation_position="top left")
     fig.update_layout(title=f"{item.group} v{item.version}: {variable}", height=360,

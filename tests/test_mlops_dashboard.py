@@ -13,7 +13,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops.dashboard import VersionForecasts, build, error_figure, quicksight_manifest
+from mlops.dashboard import (
+    VersionForecasts,
+    build,
+    error_figure,
+    forecast_figure,
+    quicksight_manifest,
+)
 from mlops.local.registry import Registry
 
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -116,6 +122,17 @@ def test_variable_picker_bands_and_skill_axis(tmp_path):
                                                       ("skill_seasonal_naive", "y2")]
     assert fig.layout.yaxis2.title.text == "skill (1 - MSE / MSE_baseline)"
     assert fig.layout.yaxis.title.text == "error (original units)"
+
+
+def test_the_horizon_shading_covers_the_forecast_segment_not_the_backtest():
+    # the transform's report: a backtest segment (actual and prediction), then the forecast
+    dates = pd.date_range("2018-06-20", periods=10, freq="h")
+    frame = pd.DataFrame({"date": dates, "model_version": "v1",
+                          "segment": ["backtest"] * 6 + ["forecast"] * 4,
+                          "OT_actual": [*np.arange(6.0), *[np.nan] * 4], "OT": np.arange(10.0)})
+    fig = forecast_figure(VersionForecasts("informer-etth1", 1), frame, "OT")
+    (shade,) = fig.layout.shapes
+    assert (pd.Timestamp(shade.x0), pd.Timestamp(shade.x1)) == (dates[6], dates[9])
 
 
 def test_quicksight_manifest():

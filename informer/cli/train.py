@@ -13,6 +13,7 @@ from typing import Any
 import hydra
 import lightning as L
 from hydra.utils import instantiate
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -113,8 +114,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     # "auto": bf16 autocast where the hardware runs it fast, else fp32 (informer.precision)
     cfg.trainer.precision = resolve_precision(cfg.trainer.get("precision", "auto"),
                                               trainer_device_type(cfg.trainer.get("accelerator")))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=_instantiate_all(cfg.get("callbacks")),
-                                     logger=_instantiate_all(cfg.get("logger")) or False,
+    loggers = _instantiate_all(cfg.get("logger"))
+    callbacks = [c for c in _instantiate_all(cfg.get("callbacks"))  # lr needs a logger
+                 if loggers or not isinstance(c, LearningRateMonitor)]
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                                      **trainer_contract(cfg.trainer))
     resolved = OmegaConf.to_container(cfg, resolve=True)
     if trainer.is_global_zero:
