@@ -10,34 +10,20 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
-from informer.artifact import save_artifact
-from informer.config import InformerConfig
-from informer.data.series import SeriesData
 from informer.errors import InformerError
 from informer.forecast import Forecaster
-from informer.nn.model import Informer
 from mlops import lambda_function
 from sagemaker_jobs import inference, transform
-from sagemaker_jobs.package import package_model
-from tests.conftest import ETT_DIR
+from tests.test_sagemaker_serving import ETT, WINDOWS, packaged_model
 
-WINDOWS = {"seq_len": 48, "label_len": 48, "pred_len": 24}
-ETT = pd.read_csv(ETT_DIR / "ETTh1.csv", nrows=400)
 LEVELS = [0.1, 0.5, 0.9]
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory) -> Path:
     """A quantile model as a training job leaves it (untrained tiny network + code/)."""
-    tmp = tmp_path_factory.mktemp("report")
-    series = SeriesData.fit(ETT_DIR / "ETTh1.csv", split="ett_hour", **WINDOWS)
-    torch.manual_seed(0)
-    net = Informer(InformerConfig(enc_in=7, dec_in=7, c_out=7, d_model=16, n_heads=2, d_ff=32,
-                                  factor=3, quantiles=LEVELS, **WINDOWS))
-    return package_model(save_artifact(tmp / "artifact", net.eval(), series.schema),
-                         tmp / "model")
+    return packaged_model(tmp_path_factory.mktemp("report"), quantiles=LEVELS)
 
 
 @pytest.fixture

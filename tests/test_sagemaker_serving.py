@@ -31,16 +31,20 @@ WINDOWS = {"seq_len": 48, "label_len": 48, "pred_len": 24}
 ETT = pd.read_csv(ETT_DIR / "ETTh1.csv", nrows=400)
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory) -> Path:
-    """A model directory as a training job leaves it (untrained tiny network + code/)."""
-    tmp = tmp_path_factory.mktemp("serving")
+def packaged_model(tmp: Path, **net) -> Path:
+    """A model directory as a training job leaves it (untrained tiny network + code/); ``net``
+    adds InformerConfig fields (``quantiles=[...]``)."""
     series = SeriesData.fit(ETT_DIR / "ETTh1.csv", split="ett_hour", **WINDOWS)
     torch.manual_seed(0)
-    net = Informer(InformerConfig(enc_in=7, dec_in=7, c_out=7, d_model=16, n_heads=2, d_ff=32,
-                                  factor=3, **WINDOWS))
-    artifact = save_artifact(tmp / "artifact", net.eval(), series.schema)
-    return package_model(artifact, tmp / "model")
+    model = Informer(InformerConfig(enc_in=7, dec_in=7, c_out=7, d_model=16, n_heads=2,
+                                    d_ff=32, factor=3, **WINDOWS, **net))
+    return package_model(save_artifact(tmp / "artifact", model.eval(), series.schema),
+                         tmp / "model")
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory) -> Path:
+    return packaged_model(tmp_path_factory.mktemp("serving"))
 
 
 @pytest.fixture(scope="module")
