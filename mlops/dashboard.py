@@ -143,6 +143,29 @@ def forecast_figure(item: VersionForecasts, frame: pd.DataFrame, variable: str):
     return fig
 
 
+def overlay_figure(group: str, items: list[VersionForecasts], variable: str):
+    """Version against version: each version's prediction of ``variable`` on one chart, with
+    the actual values the reports carry."""
+    import plotly.graph_objects as go
+
+    fig, actual = go.Figure(), f"{variable}_actual"
+    frames = [(item, f.assign(date=pd.to_datetime(f["date"])).sort_values("date"))
+              for item in items for f in item.frames if variable in f.columns]
+    parts = [f[["date", actual]].dropna() for _, f in frames if actual in f.columns]
+    if parts:
+        known = pd.concat(parts).drop_duplicates("date").sort_values("date")
+        fig.add_trace(go.Scatter(x=known["date"], y=known[actual], name="actual",
+                                 mode="lines", line={"color": "#222"}))
+    for item, frame in frames:
+        shown = frame[frame[variable].notna()]
+        fig.add_trace(go.Scatter(x=shown["date"], y=shown[variable], name=f"v{item.version}",
+                                 mode="lines"))
+    fig.update_layout(title=f"{group}: {variable}, version against version", height=360,
+                      margin={"l": 50, "r": 20, "t": 50, "b": 40}, hovermode="x unified",
+                      xaxis={"title": "date"}, yaxis={"title": variable})
+    return fig
+
+
 def error_figure(item: VersionForecasts, by_step: pd.DataFrame):
     """Error by horizon step in original units (left axis) and, where the table has them, the
     skill against the naive baselines (right axis: 0 is the baseline's own error)."""
@@ -208,6 +231,15 @@ def render(data: DashboardData, output: str | Path, title: str = "Informer forec
             if "date" in frame.columns:
                 figures += [(v, forecast_figure(item, frame, v)) for v in _variables(frame)]
         figures += [("", error_figure(item, b)) for b in item.by_step if "step" in b.columns]
+    groups: dict[str, list[VersionForecasts]] = {}
+    for item in data.forecasts:
+        groups.setdefault(item.group, []).append(item)
+    for group, items in groups.items():
+        dated = [i for i in items if any("date" in f.columns for f in i.frames)]
+        if len(dated) > 1:
+            names = {v for i in dated for f in i.frames if "date" in f.columns
+                     for v in _variables(f)}
+            figures += [(v, overlay_figure(group, dated, v)) for v in sorted(names)]
     variables = list(dict.fromkeys(v for v, _ in figures if v))
     shown = "OT" if "OT" in variables else (variables[-1] if variables else "")
     divs = []

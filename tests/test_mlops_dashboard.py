@@ -135,6 +135,22 @@ def test_the_horizon_shading_covers_the_forecast_segment_not_the_backtest():
     assert (pd.Timestamp(shade.x0), pd.Timestamp(shade.x1)) == (dates[6], dates[9])
 
 
+def test_versions_overlay_when_a_group_has_several(tmp_path):
+    root = state_dir(tmp_path / "state")
+    text = build(root, tmp_path / "one.html").read_text()
+    assert "version against version" not in text
+    v1 = root / "forecasts" / "informer-etth1" / "v1"
+    (v2 := v1.with_name("v2")).mkdir()
+    frame = pd.read_csv(v1 / "forecast.csv")
+    frame.assign(OT=frame["OT"] + 1).to_csv(v2 / "forecast.csv", index=False)
+    text = build(root, tmp_path / "two.html").read_text()
+    # one overlay per variable, in the picker like the others, both versions' lines on it
+    assert re.findall(r'data-variable="([^"]*)"', text) == ["HUFL", "OT", "", "HUFL", "OT",
+                                                             "HUFL", "OT"]
+    assert text.count("informer-etth1: OT, version against version") == 1
+    assert '"name":"v1"' in text and '"name":"v2"' in text
+
+
 def test_quicksight_manifest():
     manifest = quicksight_manifest("s3://bucket/forecasts/informer-etth1")
     assert manifest == {"fileLocations": [{"URIPrefixes": ["s3://bucket/forecasts/"
