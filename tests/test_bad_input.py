@@ -11,7 +11,7 @@ import pytest
 
 from informer.cli.common import user_errors
 from informer.cli.train import train
-from tests.conftest import REPO, write_series
+from tests.conftest import ETT_DIR, REPO, write_series
 
 
 def run_train(cfg, capsys) -> str:
@@ -195,7 +195,7 @@ def test_unwritable_forecast_output_is_one_line(tmp_path, trained):
     area = tmp_path / "area"  # Hydra's run folder goes next to it
     area.mkdir()
     history = area / "history.csv"
-    pd.read_csv(REPO.parent / "shared" / "data" / "ETT" / "ETTh1.csv").tail(200).to_csv(
+    pd.read_csv(ETT_DIR / "ETTh1.csv").tail(200).to_csv(
         history, index=False)
     blocker = area / "file"
     blocker.write_text("a file, not a folder\n")

@@ -651,7 +651,7 @@ def test_transform_crash_mid_file_leaves_no_partial_output(model, tmp_path, monk
 
 # fault: the local registry crashes between the status change and the event --------------------
 class FakeSageMaker:
-    """The four calls the approval Lambda makes, in memory."""
+    """The five calls the approval Lambda makes, in memory."""
 
     def __init__(self) -> None:
         self.models: dict[str, dict] = {}
@@ -667,7 +667,11 @@ class FakeSageMaker:
             raise RuntimeError("ValidationException: job already exists")
         self.jobs[request["TransformJobName"]] = request
 
-    def describe_model(self, ModelName):  # noqa: N803 - boto3's argument names
+    def describe_model_package(self, ModelPackageName):  # noqa: N803 - boto3's names
+        return {"ModelPackageArn": ModelPackageName, "CustomerMetadataProperties": {
+            "TransformInput": "s3://b/batch-input/informer-models/"}}
+
+    def describe_model(self, ModelName):  # noqa: N803
         if ModelName not in self.models:
             raise RuntimeError(f"Could not find model {ModelName}")
         return self.models[ModelName]
@@ -727,7 +731,8 @@ def _local_loop_with_a_registered_model(model: Path, state: Path, histories: int
     for i in range(histories):
         frame(20, start=f"2018-06-{1 + i % 28:02d}").to_csv(inputs.parent / f"h{i:03d}.csv",
                                                               index=False)
-    Registry(local.registry).register("informer-models", uri, {"mse": 0.4})
+    Registry(local.registry).register("informer-models", uri, {"mse": 0.4}, customer_metadata={
+        "TransformInput": local.s3_uri("batch-input/informer-models/")})
 
 
 def _jobs(state: Path) -> list[tuple[str, str]]:
@@ -771,7 +776,7 @@ def test_approve_killed_during_transform_is_found_failed_and_retried(model, tmp_
     assert jobs["informer-models-v1-r2"]["TransformJobStatus"] == "Completed"
     assert [r["transform_job_name"] for r in report["redelivered"]] == ["informer-models-v1-r2"]
     assert report["undelivered_events"] == 0
-    assert sorted(p.name for p in forecasts.glob("h*.csv")) == [f"h{i:03d}.csv"
+    assert sorted(p.name for p in forecasts.glob("h*.csv.out")) == [f"h{i:03d}.csv.out"
                                                                for i in range(150)]
     again = subprocess.run([sys.executable, "-m", "mlops.cli", "local", "approve",
                             "informer-models"], cwd=tmp_path, env=env, capture_output=True,
