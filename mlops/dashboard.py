@@ -137,10 +137,7 @@ def forecast_figure(item: VersionForecasts, frame: pd.DataFrame, variable: str):
         fig.add_vrect(x0=future["date"].min(), x1=future["date"].max(),
                       fillcolor="#ff7f0e", opacity=0.08, line_width=0,
                       annotation_text="forecast horizon", annotation_position="top left")
-    fig.update_layout(title=f"{item.group} v{item.version}: {variable}", height=360,
-                      margin={"l": 50, "r": 20, "t": 50, "b": 40}, hovermode="x unified",
-                      xaxis={"title": "date"}, yaxis={"title": variable})
-    return fig
+    return _dated(fig, f"{item.group} v{item.version}: {variable}", variable)
 
 
 def overlay_figure(group: str, items: list[VersionForecasts], variable: str):
@@ -160,9 +157,13 @@ def overlay_figure(group: str, items: list[VersionForecasts], variable: str):
         shown = frame[frame[variable].notna()]
         fig.add_trace(go.Scatter(x=shown["date"], y=shown[variable], name=f"v{item.version}",
                                  mode="lines"))
-    fig.update_layout(title=f"{group}: {variable}, version against version", height=360,
-                      margin={"l": 50, "r": 20, "t": 50, "b": 40}, hovermode="x unified",
-                      xaxis={"title": "date"}, yaxis={"title": variable})
+    return _dated(fig, f"{group}: {variable}, version against version", variable)
+
+
+def _dated(fig, title: str, variable: str):
+    """The layout of a chart of ``variable`` over dates."""
+    fig.update_layout(title=title, height=360, margin={"l": 50, "r": 20, "t": 50, "b": 40},
+                      hovermode="x unified", xaxis={"title": "date"}, yaxis={"title": variable})
     return fig
 
 
