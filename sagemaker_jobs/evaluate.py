@@ -19,7 +19,7 @@ then the forecast past the last row::
      "interval_metrics": {"coverage_80": {"value": ..}, "wql": {..}, "crps": {..}, ...},
      "skill": {"seasonal_naive": {"value": .., "baseline_mse": .., "by_step": [..]},
                "window_mean": {..}, "best_baseline": "seasonal_naive", "value": ..},
-     "split": "test", "windows": 2857, ...}
+     "split": "test", "windows": 2857, "schema": {"variables": [..], "mean": [..], ...}, ...}
 
 ``value`` is the metric over every window of the split (as ``informer-eval``, scaled as in the
 paper; ``*_original`` in original units); ``standard_deviation`` is the population standard
@@ -28,7 +28,8 @@ coverage of each central interval, weighted quantile loss and CRPS (:mod:`inform
 ``skill``: ``1 - MSE / MSE_baseline`` against the seasonal-naive and window-mean forecasts
 (:mod:`informer.baselines`), overall and per horizon step; ``skill.value`` is the skill against
 the better of the two, which the pipeline's condition reads. Non-finite figures (MAPE with
-zero targets) are written as ``null``.
+zero targets) are written as ``null``. ``schema``: what scoring the version's served forecasts
+needs (:func:`schema_report`).
 """
 
 from __future__ import annotations
@@ -162,6 +163,21 @@ def write_transform_input(csv: Path, seq_len: int, pred_len: int, windows: int,
     return atomic_write_text(target_dir / csv.name, text if text.endswith("\n") else text + "\n")
 
 
+def schema_report(schema: Any, windows: int) -> dict[str, Any]:
+    """``schema``: what scoring the served forecasts needs (mlops/drift.py, no torch there): the
+    predicted ``variables`` with their train-split ``mean``/``std``, ``seq_len``, ``pred_len``,
+    ``freq``, ``season`` (rows, :func:`informer.baselines.season_length`) and
+    ``transform_input_rows`` (``seq_len + windows * pred_len``)."""
+    from informer.baselines import season_length
+
+    index = [schema.columns.index(c) for c in schema.predicted]
+    return {"variables": list(schema.predicted), "mean": [schema.mean[i] for i in index],
+            "std": [schema.std[i] for i in index], "seq_len": schema.seq_len,
+            "pred_len": schema.pred_len, "freq": schema.freq,
+            "season": season_length(schema.freq),
+            "transform_input_rows": schema.seq_len + windows * schema.pred_len}
+
+
 def _int_option(options: dict[str, str], name: str, default: int) -> int:
     try:
         return int(options.get(name, default))
@@ -211,7 +227,8 @@ def run(argv: Sequence[str]) -> dict[str, Any]:
         write_transform_input(csv, loaded.schema.seq_len, loaded.schema.pred_len, windows,
                               batch_dir)
     report = {**metrics, "split": cfg.split, "windows": len(dataset),
-              "file": file, "library_version": info.get("library_version")}
+              "file": file, "library_version": info.get("library_version"),
+              "schema": schema_report(loaded.schema, windows)}
     atomic_write_json(output_dir / "evaluation.json", report)
     lines = {**metrics["regression_metrics"], **metrics.get("interval_metrics", {})}
     if metrics["skill"].get("value") is not None:
