@@ -250,6 +250,9 @@ def add_local(sub: Any) -> None:
                 cmd_status, config=False)
     p.add_argument("--json", action="store_true")
     _common(p)
+    from mlops.local.ingest import add_ingest
+
+    add_ingest(sub)
 
 
 def add_dashboard(sub: Any) -> None:
