@@ -7,7 +7,8 @@ with plotly.js inlined (no CDN, works offline): a variable picker; per version a
 actual against predicted with the forecast horizon shaded and, for a quantile model, its
 outermost interval as a band (``<var>_p<level>`` columns); error by horizon step in original
 units, and skill against the naive baselines by step on an axis of its own; the table of
-versions with their test MSE, skill and interval coverage.
+versions with their test MSE, skill and interval coverage; the realized MSE of the served
+forecasts over time (:mod:`mlops.dashboard_monitoring`). Each version shows its newest report.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from informer.columns import quantile_columns
+from mlops.dashboard_monitoring import latest, monitoring_html, read_scores
 
 VERSION_DIR = re.compile(r"^v(\d+)$")
 KEY_METRICS = {f"regression_metrics.{m}.value": m for m in ("mse", "mae", "mse_original",
@@ -43,6 +45,7 @@ class VersionForecasts:
 class DashboardData:
     versions: list[dict[str, Any]]
     forecasts: list[VersionForecasts]
+    scores: list[dict[str, Any]] = field(default_factory=list)  # mlops.dashboard_monitoring
 
 
 def _read_csv(path: Path) -> pd.DataFrame | None:
@@ -71,13 +74,14 @@ def collect(root: str | Path) -> DashboardData:
                     continue
                 target = item.by_step if "by_step" in path.name else item.frames
                 target.append(frame)
+            item.frames = latest(item.frames)  # the version's newest forecast
             forecasts.append(item)
     versions: list[dict[str, Any]] = []
     if (root / "registry.db").is_file():
         from mlops.local.registry import Registry
 
         versions = Registry(root / "registry.db").packages()
-    return DashboardData(versions, forecasts)
+    return DashboardData(versions, forecasts, read_scores(root))
 
 
 def collect_s3(uri: str, workdir: Path) -> DashboardData:
@@ -89,9 +93,10 @@ def collect_s3(uri: str, workdir: Path) -> DashboardData:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for obj in page.get("Contents", []):
             key = obj["Key"]
-            if "forecasts/" not in key or not key.endswith((".csv", ".out")):
+            folder = next((f for f in ("forecasts/", "monitoring/") if f in key), None)
+            if folder is None or not key.endswith((".csv", ".out")):
                 continue
-            local = workdir / "forecasts" / key.split("forecasts/", 1)[1]
+            local = workdir / folder / key.split(folder, 1)[1]
             local.parent.mkdir(parents=True, exist_ok=True)
             s3.download_file(bucket, key, str(local))
     return collect(workdir)
@@ -264,6 +269,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left}}
 <script>{get_plotlyjs()}</script></head>
 <body><h1>{html.escape(title)}</h1>
 <h2>Model versions</h2>{versions_table(data.versions)}
+{monitoring_html(data.scores, data.versions)}
 <h2>Forecasts</h2>{picker}{charts}
 </body></html>
 """

@@ -194,3 +194,21 @@ def test_the_command_line(state, tmp_path, capsys, monkeypatch):
     main(["local", "ingest", str(write(tmp_path, "ok.csv", rows(200, 201))),
           "experiment=drift_scenario"])
     assert "1 new rows" in capsys.readouterr().out
+
+
+def test_the_dashboard_plots_realized_mse_and_shows_the_latest_forecast(state, runs, tmp_path):
+    from mlops.dashboard import build, collect
+
+    for first, last in ((200, 224), (224, 248)):
+        ingest(state, write(tmp_path, f"{first}.csv", rows(first, last, shift_from=200)),
+               settings(state), DriftRule(window=5), out=io.StringIO())
+    data = collect(state.root)
+    [v1] = data.forecasts
+    assert len(list(state.forecasts(GROUP, 1).glob("*.out"))) == 3
+    [latest] = v1.frames  # the newest report only: from the data's end, hour 247
+    assert latest["date"].iloc[-1] == f"{START + timedelta(hours=247 + 24):%Y-%m-%dT%H:%M:%S}"
+    assert [(r["version"], r["origin"]) for r in data.scores] == [
+        ("v1", "2016-07-09T07:00:00"), ("v1", "2016-07-10T07:00:00")]
+    page = build(state.root, tmp_path / "dashboard.html").read_text()
+    assert "<h2>Monitoring</h2>" in page and "v1 realized MSE" in page
+    assert "v1 evaluation MSE" in page and "by forecast origin" in page
