@@ -2,9 +2,10 @@
 
 ``pipeline definition|upsert|start|describe`` take Hydra overrides of ``conf/pipeline``
 (``pipeline.bucket=b`` or ``bucket=b``); ``template check|sync`` keep the template's inline
-Lambda code equal to ``mlops/lambda_function.py``. A new command group (``local``,
-``dashboard``) is one more :data:`COMMAND_GROUPS` entry whose subcommands are made with
-:func:`command` and handlers taking ``(args, cfg)``.
+Lambda code equal to its sources (:data:`mlops.inline.INLINE`: ``mlops/lambda_function.py``,
+and the drift function's of mlops/infra/monitoring.yaml). A new
+command group (``local``, ``dashboard``) is one more :data:`COMMAND_GROUPS` entry whose
+subcommands are made with :func:`command` and handlers taking ``(args, cfg)``.
 """
 
 from __future__ import annotations
@@ -22,10 +23,8 @@ from typing import Any
 
 from informer.errors import InformerError
 from mlops.config import command, environment, load_config
+from mlops.inline import INLINE, LAMBDA_SOURCE, ROOT, TEMPLATE  # noqa: F401 - re-exported
 
-ROOT = Path(__file__).resolve().parent
-TEMPLATE = ROOT / "infra" / "template.yaml"
-LAMBDA_SOURCE = ROOT / "lambda_function.py"
 OFFLINE_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                "AWS_SECURITY_TOKEN": "testing", "AWS_SESSION_TOKEN": "testing",
                "SAGEMAKER_VALIDATE_ROLE": "false"}
@@ -138,27 +137,35 @@ def _add_pipeline(sub: Any) -> None:
     command(sub, "describe", "show the latest execution", cmd_describe)
 
 
-def _zipfile(text: str) -> tuple[re.Match, int]:
-    match = re.search(r"^( *)ZipFile: \|\n((?:(?:\1  [^\n]*)?\n)*)", text, re.M)
+def _zipfile(text: str, resource: str | None = None) -> tuple[re.Match, int]:
+    """The first ``ZipFile: |`` block (of ``resource`` when given) and its indentation."""
+    start = re.search(rf"^  {resource}:\n", text, re.M) if resource else None
+    if resource and not start:
+        raise InformerError(f"{TEMPLATE}: no resource {resource}")
+    match = re.compile(r"^( *)ZipFile: \|\n((?:(?:\1  [^\n]*)?\n)*)", re.M).search(
+        text, start.end() if start else 0)
     if not match:
         raise InformerError(f"{TEMPLATE}: no 'ZipFile: |' block")
     return match, len(match.group(1)) + 2
 
 
-def template_code(text: str) -> str:
-    """The code in the template's ``ZipFile: |`` block."""
-    match, indent = _zipfile(text)
+def template_code(text: str, resource: str | None = None) -> str:
+    """The code in the template's (first, or ``resource``'s) ``ZipFile: |`` block."""
+    match, indent = _zipfile(text, resource)
     body = match.group(2).rstrip("\n") + "\n"
     return "".join(line[indent:] + "\n" if line.strip() else "\n"
                    for line in body.splitlines())
 
 
-def sync_template(template: Path = TEMPLATE, source: Path = LAMBDA_SOURCE) -> bool:
-    """Copy ``source`` into the template's ZipFile block; ``True`` when it changed."""
-    text, wanted = template.read_text(), source.read_text()
-    if template_code(text) == wanted:
+def sync_template(template: Path = TEMPLATE, source: Path | str = LAMBDA_SOURCE,
+                  resource: str | None = None) -> bool:
+    """Copy ``source`` (a file, or the code itself) into the template's (first, or
+    ``resource``'s) ZipFile block; ``True`` when it changed."""
+    text = template.read_text()
+    wanted = source.read_text() if isinstance(source, Path) else source
+    if template_code(text, resource) == wanted:
         return False
-    match, indent = _zipfile(text)
+    match, indent = _zipfile(text, resource)
     tail = match.group(2)[len(match.group(2).rstrip("\n")) + 1:]
     body = "".join(" " * indent + line + "\n" if line.strip() else "\n"
                    for line in wanted.splitlines())
@@ -167,13 +174,16 @@ def sync_template(template: Path = TEMPLATE, source: Path = LAMBDA_SOURCE) -> bo
 
 
 def cmd_template(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    if args.action == "sync":
-        print("updated" if sync_template() else "up to date", TEMPLATE)
-        return
-    if template_code(TEMPLATE.read_text()) != LAMBDA_SOURCE.read_text():
-        raise InformerError(f"{TEMPLATE}: the inline Lambda code differs from {LAMBDA_SOURCE}; "
-                        f"run informer-mlops template sync")
-    print("in sync", TEMPLATE)
+    for template, resource, source in INLINE:
+        if args.action == "sync":
+            changed = sync_template(template, source(), resource)
+            print("updated" if changed else "up to date", template)
+        elif template_code(template.read_text(), resource) != source():
+            raise InformerError(f"{template}: the inline code of {resource} differs from its "
+                                f"source (mlops.inline.INLINE); run informer-mlops template "
+                                f"sync")
+        else:
+            print("in sync", template)
 
 
 def _add_template(sub: Any) -> None:
