@@ -48,7 +48,7 @@ class ContainerPaths:
         ``output-data-dir``, ``checkpoint-dir``) and the environment."""
         options = dict(options or {})
         env = os.environ if env is None else env
-        base = Path(options.get("base-dir") or env.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE)
+        base = Path(options.get("base-dir") or base_dir(env))
         channel = options.get("channel") or env.get("INFORMER_SM_CHANNEL") or DEFAULT_CHANNEL
 
         def pick(option: str, var: str | None, default: Path) -> Path:
@@ -82,6 +82,17 @@ class ContainerPaths:
             f"SM_CHANNEL_{self.channel.upper()}: channel {self.channel!r} not found at "
             f"{self.data_dir}{present}; expected the data channel (set --channel or "
             f"INFORMER_SM_CHANNEL to its name)")
+
+
+def base_dir(env: Mapping[str, str] | None = None) -> Path:
+    """The container's ``/opt/ml``, or ``SAGEMAKER_BASE_DIR`` where a local job moved it."""
+    env = os.environ if env is None else env
+    return Path(env.get("SAGEMAKER_BASE_DIR") or DEFAULT_BASE)
+
+
+def processing_dir(env: Mapping[str, str] | None = None) -> Path:
+    """``/opt/ml/processing`` under :func:`base_dir` (a processing job's inputs and outputs)."""
+    return base_dir(env) / "processing"
 
 
 PATH_OPTIONS = ("base-dir", "channel", "data-dir", "model-dir", "output-dir", "output-data-dir",
@@ -140,15 +151,16 @@ def job_errors(failure_file: Path) -> Iterator[None]:
         raise
 
 
-def processing_main(run: Callable[[Sequence[str]], object], message_file: Path,
-                    argv: Sequence[str] | None = None) -> None:
+def processing_main(run: Callable[[Sequence[str]], object], argv: Sequence[str] | None = None
+                    ) -> None:
     """Entry of a processing script: ``run(argv)`` under :func:`job_errors`, the reason of a
-    failure in ``--message-file`` (the job's ExitMessage)."""
+    failure in ``--message-file`` (default ``/opt/ml/output/message``, whose first 1 KB is
+    DescribeProcessingJob's ExitMessage)."""
     import argparse
 
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--message-file", default=str(message_file))
+    parser.add_argument("--message-file", default=str(base_dir() / "output" / "message"))
     known, _ = parser.parse_known_args(argv)
     with job_errors(Path(known.message_file)):
         run(argv)

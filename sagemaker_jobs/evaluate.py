@@ -6,7 +6,8 @@ Reads the model from ``/opt/ml/processing/model`` (``--model-dir``: ``model.tar.
 extracted artifact) and the data from ``/opt/ml/processing/test`` (``--data-dir``; the file the
 model was trained on unless ``--file``), with the split settings recorded in the artifact.
 Writes ``/opt/ml/processing/evaluation/evaluation.json`` (``--output-dir``) in SageMaker's
-model-quality form (below), and ``/opt/ml/processing/batch-input/<file>`` (``--batch-input-dir``):
+model-quality form (below) with ``backtest_by_step.csv`` beside it (errors and skill per horizon
+step), and ``/opt/ml/processing/batch-input/<file>`` (``--batch-input-dir``):
 the Batch Transform input of the version, the data file's header and its latest
 ``seq_len + backtest_windows * pred_len`` rows, byte for byte (``--backtest-windows``, default
 7; every row when the file is shorter). The pipeline records that output's S3 prefix in the
@@ -46,14 +47,13 @@ if __package__ in (None, ""):  # run as a script: import the package, not its si
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from informer.errors import InformerError  # noqa: E402
-from sagemaker_jobs.container import processing_main  # noqa: E402
+from sagemaker_jobs.container import processing_dir, processing_main  # noqa: E402
 from sagemaker_jobs.hyperparameters import compose_config, parse_cli, to_overrides  # noqa: E402
 
-PROCESSING = Path("/opt/ml/processing")
-MESSAGE_FILE = Path("/opt/ml/output/message")
 OPTIONS = ("model-dir", "data-dir", "output-dir", "message-file", "batch-input-dir",
            "backtest-windows")
 BACKTEST_WINDOWS = 7
+BY_STEP_FILE = "backtest_by_step.csv"
 REPORTED = ("mse", "mae", "rmse", "mape")
 
 
@@ -163,6 +163,18 @@ def write_transform_input(csv: Path, seq_len: int, pred_len: int, windows: int,
     return atomic_write_text(target_dir / csv.name, text if text.endswith("\n") else text + "\n")
 
 
+def write_by_step(artifact: Path, csv: Path, output_dir: Path) -> Path:
+    """``output_dir/backtest_by_step.csv``: the test split's errors per horizon step (scaled
+    and original units) and the skill per step, :meth:`informer.forecast.Forecaster.backtest`'s
+    ``by_step`` (the dashboard's error-by-horizon chart)."""
+    from informer.data.csv import read_csv
+    from informer.files import atomic_write_text
+    from informer.forecast import Forecaster
+
+    result = Forecaster.from_artifact(artifact).backtest(read_csv(csv))
+    return atomic_write_text(output_dir / BY_STEP_FILE, result.by_step.to_csv(index=False))
+
+
 def schema_report(schema: Any, windows: int) -> dict[str, Any]:
     """``schema``: what scoring the served forecasts needs (mlops/drift.py, no torch there): the
     predicted ``variables`` with their train-split ``mean``/``std``, ``seq_len``, ``pred_len``,
@@ -195,10 +207,10 @@ def run(argv: Sequence[str]) -> dict[str, Any]:
     from informer.files import atomic_write_json
 
     options, pairs = parse_cli(argv, OPTIONS)
-    model_dir = Path(options.get("model-dir") or PROCESSING / "model")
-    data_dir = Path(options.get("data-dir") or PROCESSING / "test")
-    output_dir = Path(options.get("output-dir") or PROCESSING / "evaluation")
-    batch_dir = Path(options.get("batch-input-dir") or PROCESSING / "batch-input")
+    model_dir = Path(options.get("model-dir") or processing_dir() / "model")
+    data_dir = Path(options.get("data-dir") or processing_dir() / "test")
+    output_dir = Path(options.get("output-dir") or processing_dir() / "evaluation")
+    batch_dir = Path(options.get("batch-input-dir") or processing_dir() / "batch-input")
     windows = _int_option(options, "backtest-windows", BACKTEST_WINDOWS)
     if windows < 0:
         raise InformerError(f"backtest-windows: expected an integer >= 0, got {windows}")
@@ -226,6 +238,7 @@ def run(argv: Sequence[str]) -> dict[str, Any]:
         info = loaded.info or {}
         write_transform_input(csv, loaded.schema.seq_len, loaded.schema.pred_len, windows,
                               batch_dir)
+        write_by_step(artifact, csv, output_dir)
     report = {**metrics, "split": cfg.split, "windows": len(dataset),
               "file": file, "library_version": info.get("library_version"),
               "schema": schema_report(loaded.schema, windows)}
@@ -239,7 +252,7 @@ def run(argv: Sequence[str]) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    processing_main(run, MESSAGE_FILE, argv)
+    processing_main(run, argv)
 
 
 if __name__ == "__main__":

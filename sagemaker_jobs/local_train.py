@@ -61,23 +61,34 @@ def prepare(root: Path, data: Path, hyperparameters: dict[str, str],
         shutil.copy2(data, channel_dir / data.name)
     else:
         raise SystemExit(f"error: --data: {data} not found; expected a CSV file or a directory")
+    return container_env(root, hyperparameters, [channel], gpus)
+
+
+def container_env(root: Path, hyperparameters: dict[str, str], channels: Sequence[str],
+                  gpus: int = 0, job_name: str = "local-rehearsal") -> dict[str, str]:
+    """Write ``input/config/*.json`` under ``root`` (the job's ``/opt/ml``) for ``channels``
+    (already in ``input/data/<channel>``) and return the variables SageMaker's driver sets;
+    the data channel (``INFORMER_SM_CHANNEL``) is the first of ``channels``."""
+    config = root / "input" / "config"
+    config.mkdir(parents=True, exist_ok=True)
+    channel = channels[0]
     resource = {"current_host": HOST, "current_instance_type": "local", "hosts": [HOST],
                 "current_group_name": "homogeneousCluster", "network_interface_name": "eth0",
                 "instance_groups": [{"instance_group_name": "homogeneousCluster",
                                      "instance_type": "local", "hosts": [HOST]}]}
-    inputs = {channel: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
-                        "RecordWrapperType": "None"}}
+    inputs = {name: {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated",
+                     "RecordWrapperType": "None"} for name in channels}
     for name, payload in (("hyperparameters.json", hyperparameters),
                           ("resourceconfig.json", resource), ("inputdataconfig.json", inputs)):
         (config / name).write_text(json.dumps(payload, indent=2) + "\n")
     hps = {k: _decode(v) for k, v in hyperparameters.items()}
     env = {
-        "SAGEMAKER_BASE_DIR": str(root), "TRAINING_JOB_NAME": "local-rehearsal",
+        "SAGEMAKER_BASE_DIR": str(root), "TRAINING_JOB_NAME": job_name,
         "SM_MODEL_DIR": str(root / "model"), "SM_INPUT_DIR": str(root / "input"),
         "SM_INPUT_DATA_DIR": str(root / "input" / "data"), "SM_INPUT_CONFIG_DIR": str(config),
         "SM_OUTPUT_DIR": str(root / "output"), "SM_OUTPUT_FAILURE": str(root / "output/failure"),
         "SM_OUTPUT_DATA_DIR": str(root / "output" / "data"),
-        f"SM_CHANNEL_{channel.upper()}": str(channel_dir), "SM_CHANNELS": json.dumps([channel]),
+        "SM_CHANNELS": json.dumps(list(channels)),
         "SM_HPS": json.dumps(hps), "SM_HOSTS": json.dumps([HOST]), "SM_CURRENT_HOST": HOST,
         "SM_CURRENT_HOST_RANK": "0", "SM_HOST_COUNT": "1", "SM_MASTER_ADDR": HOST,
         "SM_MASTER_PORT": "7777", "SM_NUM_GPUS": str(gpus),
@@ -86,6 +97,8 @@ def prepare(root: Path, data: Path, hyperparameters: dict[str, str],
         "SM_INPUT_DATA_CONFIG": json.dumps(inputs), "INFORMER_SM_CHANNEL": channel,
         "INFORMER_SM_CHECKPOINT_DIR": str(root / "checkpoints"),
     }
+    for name in channels:
+        env[f"SM_CHANNEL_{name.upper()}"] = str(root / "input" / "data" / name)
     for key, value in hps.items():
         env[f"SM_HP_{key.replace('-', '_').upper()}"] = (
             value if isinstance(value, str) else json.dumps(value))

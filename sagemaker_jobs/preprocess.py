@@ -30,12 +30,9 @@ if __package__ in (None, ""):  # run as a script: import the package, not its si
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from informer.errors import InformerError  # noqa: E402
-from sagemaker_jobs.container import processing_main  # noqa: E402
+from sagemaker_jobs.container import processing_dir, processing_main  # noqa: E402
 from sagemaker_jobs.hyperparameters import compose_config, parse_cli, to_overrides  # noqa: E402
 
-PROCESSING = Path("/opt/ml/processing")
-# DescribeProcessingJob's ExitMessage: the first 1 KB of this file.
-MESSAGE_FILE = Path("/opt/ml/output/message")
 OPTIONS = ("input-dir", "output-dir", "message-file", "input-version")
 
 
@@ -99,8 +96,8 @@ def run(argv: Sequence[str]) -> dict[str, Any]:
     from informer.files import atomic_write_json
 
     options, pairs = parse_cli(argv, OPTIONS)
-    input_dir = Path(options.get("input-dir") or PROCESSING / "input")
-    output_dir = Path(options.get("output-dir") or PROCESSING / "output")
+    input_dir = Path(options.get("input-dir") or processing_dir() / "input")
+    output_dir = Path(options.get("output-dir") or processing_dir() / "output")
     cfg = compose_config([f"paths.data_dir={input_dir}", f"paths.output_dir={output_dir}",
                           "data.download=false", *to_overrides(pairs)])
     configured = OmegaConf.select(cfg, "data.file", throw_on_missing=False)
@@ -121,7 +118,7 @@ def run(argv: Sequence[str]) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    processing_main(run, MESSAGE_FILE, argv)
+    processing_main(run, argv)
 
 
 if __name__ == "__main__":

@@ -31,14 +31,28 @@ def mlops_cli(*args: str, state, check: bool = True) -> subprocess.CompletedProc
 
 
 @pytest.fixture(scope="module")
-def registered(tmp_path_factory):
-    """One local pipeline run with a tiny model, registered as PendingManualApproval."""
+def definition(tmp_path_factory):
+    """A pipeline definition as `pipeline definition` prints it (a tiny training job, the
+    local state's bucket), its uploads kept in the state's object store."""
     state = tmp_path_factory.mktemp("loop") / "state"
-    proc = mlops_cli("local", "run", *TINY, "mse_threshold=10", "require_skill=false",
-                     "group=etth1", state=state)
+    proc = mlops_cli("pipeline", "definition", "--offline", "bucket=informer-mlops",
+                     "model_package_group=etth1", "+training.hyperparameters.debug=tiny",
+                     "parameters.mse_threshold=10", "parameters.require_skill=false",
+                     state=state)
+    path = state.parent / "d.json"
+    path.write_text(proc.stdout)
+    return state, path
+
+
+@pytest.fixture(scope="module")
+def registered(definition):
+    """One local execution of the saved definition, registered as PendingManualApproval."""
+    state, path = definition
+    proc = mlops_cli("local", "run", f"definition={path}", state=state)
     for step in ("PreprocessData", "TrainModel", "EvaluateModel", "CheckMse", "CheckSkill",
                  "RegisterModel"):
         assert f"{step} ... ok" in proc.stdout, step
+    assert re.search(r"^    epoch 1: val_loss=\S+ train_loss=\S+$", proc.stdout, re.M)
     return state
 
 
@@ -50,9 +64,11 @@ def test_run_registers_a_pending_version_with_its_artifact(registered):
     assert StateDir(registered).s3_path(uri).is_file()
     assert package["ModelMetrics"]["regression_metrics"]["mse"]["value"] > 0
     assert package["ModelMetrics"]["windows"] == 2857
-    execution = next((registered / "logs").iterdir())
-    assert {p.name for p in execution.glob("*.log")} == {"preprocess.log", "train.log",
-                                                          "evaluate.log"}
+    execution = next((registered / "logs").glob("2*"))
+    assert {p.name for p in execution.glob("*.log")} == {"PreprocessData.log", "TrainModel.log",
+                                                          "EvaluateModel.log"}
+    assert json.loads((execution / "definition.json").read_text())["Steps"][0]["Name"] == \
+        "PreprocessData"
     assert (registered / "s3" / "informer-mlops" / "data" / "ETTh1.csv").is_file()
 
 
@@ -134,17 +150,91 @@ def test_crash_before_delivery_and_concurrent_approvals(registered):
     assert deliver_pending(state, Registry(state.registry)) == []  # a restart finds it all done
 
 
-@pytest.mark.parametrize(("setting", "step", "reason"), [
-    ("mse_threshold=0.001", "CheckMse", "test MSE .* is above the threshold 0.001"),
-    # a model that a naive forecast beats (a few steps of a tiny network) is never registered
-    ("mse_threshold=10", "CheckSkill", r"skill -\d\.\d+ against the better naive baseline "
-                                       r"\((seasonal_naive|window_mean); 1 - MSE / MSE_baseline\) "
-                                       r"is not above 0"),
-])
-def test_failed_condition_registers_nothing(tmp_path, setting, step, reason):
+def test_failed_condition_registers_nothing(tmp_path):
+    """A run built from the settings (not a saved definition) that fails its MSE condition,
+    then, in the same state, its skill condition: the second run reuses the first one's
+    cached jobs (their arguments are the same) and ends in the fail step naming the skill."""
     state = tmp_path / "state"
-    proc = mlops_cli("local", "run", *TINY, setting, state=state, check=False)
+    proc = mlops_cli("local", "run", *TINY, "mse_threshold=0.001", state=state, check=False)
     assert proc.returncode == 2
-    assert f"{step} ... failed" in proc.stdout
-    assert re.match(f"error: {step}: {reason}", proc.stderr.strip().splitlines()[-1])
+    assert "CheckMse ... ok (0.0 s) - false: next MseAboveThreshold" in proc.stdout
+    assert "MseAboveThreshold ... failed" in proc.stdout
+    assert re.match(r"error: MseAboveThreshold: Test MSE \S+ is above the threshold 0.001 "
+                    r"\(MseThreshold\); the model was not registered\.$",
+                    proc.stderr.strip().splitlines()[-1])
+    # a model that a naive forecast beats (a few steps of a tiny network) is never registered
+    proc = mlops_cli("local", "run", *TINY, "mse_threshold=10", state=state, check=False)
+    assert proc.returncode == 2
+    for step in ("PreprocessData", "TrainModel", "EvaluateModel"):
+        assert re.search(rf"{step} ... ok \(\S+ s\) - cached \(execution ", proc.stdout), step
+    assert "SkillBelowBaseline ... failed" in proc.stdout
+    assert re.match(r"error: SkillBelowBaseline: Skill -\d\.\d+ against the better naive "
+                    r"baseline \(1 - MSE / MSE_baseline\) is not above 0",
+                    proc.stderr.strip().splitlines()[-1])
     assert Registry(state / "registry.db").packages() == []
+
+
+def _broken(definition, tmp_path, edit) -> str:
+    """The saved definition with one field changed by ``edit(steps)``, as a file."""
+    state, path = definition
+    data = json.loads(path.read_text())
+    edit({s["Name"]: s for s in data["Steps"]})
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps(data))
+    return f"definition={broken}"
+
+
+def _last_error(proc) -> str:
+    assert proc.returncode == 2, proc.stdout[-2000:] + proc.stderr[-2000:]
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    return line
+
+
+def test_a_field_the_local_backend_cannot_honour_is_refused_before_any_step(
+        definition, tmp_path):
+    state, _ = definition
+    arg = _broken(definition, tmp_path, lambda steps: steps["TrainModel"]["Arguments"].update(
+        VpcConfig={"Subnets": ["subnet-1"], "SecurityGroupIds": ["sg-1"]}))
+    proc = mlops_cli("local", "run", arg, state=state, check=False)
+    assert _last_error(proc) == (
+        "error: Steps[TrainModel].Arguments.VpcConfig: the local backend cannot honour this "
+        "field (it honours ['AlgorithmSpecification', 'CheckpointConfig', "
+        "'EnableManagedSpotTraining', 'Environment', 'HyperParameters', 'InputDataConfig', "
+        "'OutputDataConfig', 'ResourceConfig', 'RoleArn', 'StoppingCondition'])")
+    assert "PreprocessData" not in proc.stdout
+
+
+def _condition(steps: dict) -> dict:
+    return steps["CheckMse"]["Arguments"]["Conditions"][0]
+
+
+def test_a_broken_jsonget_path_fails_the_condition_step(definition, registered, tmp_path):
+    """The jobs before it are cached from the fixture's execution (same arguments)."""
+    state, _ = definition
+    arg = _broken(definition, tmp_path, lambda steps: _condition(steps)["LeftValue"][
+        "Std:JsonGet"].update(Path="regression_metrics.mse.valu"))
+    proc = mlops_cli("local", "run", arg, state=state, check=False)
+    assert "TrainModel ... ok" in proc.stdout and "cached" in proc.stdout
+    assert "CheckMse ... failed" in proc.stdout
+    assert _last_error(proc) == (
+        "error: CheckMse: Steps[CheckMse].Arguments.Conditions[0].LeftValue: property file "
+        "EvaluationReport of EvaluateModel (Std:JsonGet.Path 'regression_metrics.mse.valu') "
+        "has no 'valu'")
+
+
+def test_an_output_that_does_not_exist_fails_the_step_that_reads_it(definition, registered,
+                                                                     tmp_path):
+    state, _ = definition
+
+    def edit(steps):
+        channel = steps["TrainModel"]["Arguments"]["InputDataConfig"][0]
+        channel["DataSource"]["S3DataSource"]["S3Uri"]["Get"] = \
+            "Steps.PreprocessData.ProcessingOutputConfig.Outputs['datasets'].S3Output.S3Uri"
+
+    proc = mlops_cli("local", "run", _broken(definition, tmp_path, edit), state=state,
+                     check=False)
+    assert "PreprocessData ... ok" in proc.stdout and "TrainModel ... failed" in proc.stdout
+    assert _last_error(proc) == (
+        "error: TrainModel: Steps[TrainModel].Arguments.InputDataConfig[0].DataSource."
+        "S3DataSource.S3Uri: Get \"Steps.PreprocessData.ProcessingOutputConfig.Outputs"
+        "['datasets'].S3Output.S3Uri\": the properties of step PreprocessData has no 'datasets'")

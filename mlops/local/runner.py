@@ -1,33 +1,41 @@
-"""``informer-mlops local run``: the SageMaker Pipeline's steps on this machine, with the same
-scripts (preprocess -> train through the SageMaker entry point in an ``/opt/ml`` tree ->
-evaluate -> MSE condition -> register in the local registry)."""
+"""``informer-mlops local run``: execute a SageMaker Pipeline definition on this machine.
+
+The definition is the JSON ``informer-mlops pipeline definition`` prints and ``pipeline
+upsert`` sends, built by the same code (:mod:`mlops.local.build`), or a saved one
+(``definition=<file>``). Its steps run as SageMaker runs them: parameters resolved, steps in the
+order their references impose, processing and training jobs in ``/opt/ml``-shaped trees with
+the entry points their requests name (:mod:`mlops.local.jobs`), the property file read by the
+conditions' ``JsonGet``, the register step into the local registry, a fail step's message as the
+execution's failure. Only the control plane is emulated. Progress is printed live, the training
+step's epochs too (its metric definitions' lines).
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
 from informer.errors import InformerError
-from mlops.lambda_function import TRANSFORM_INPUT_PROPERTY
-from mlops.local.registry import Registry
+from mlops.local.definition import Context, DefinitionError, condition, ordered, parameters
+from mlops.local.jobs import JobFailed
 from mlops.local.state import StateDir
 
-JOBS = Path(__file__).resolve().parents[2] / "sagemaker_jobs"
-STEPS = ("PreprocessData", "TrainModel", "EvaluateModel", "CheckMse", "CheckSkill",
-         "RegisterModel")
+# parameters of the pipeline the run settings give (``make_parameters``)
+SETTING_PARAMETERS = {"experiment": "Experiment", "mse_threshold": "MseThreshold",
+                      "require_skill": "RequireSkill", "approval_status": "ModelApprovalStatus"}
 
 
 @dataclass
 class RunSettings:
-    """One execution's parameters (the AWS pipeline's parameters, locally)."""
+    """One execution: the data, and the pipeline's parameters (``explicit``: the settings the
+    user gave, the only ones a saved definition's defaults yield to)."""
 
     data: Path
     experiment: str = "quickstart"
@@ -38,175 +46,196 @@ class RunSettings:
     mse_threshold: float = 1.0
     require_skill: bool = True  # skill > 0 against the better naive baseline to register
     approval_status: str = "PendingManualApproval"
+    definition: Path | None = None
+    explicit: set[str] | None = None  # None: every setting
+
+    def parameter_values(self) -> dict[str, Any]:
+        return {param: getattr(self, key) for key, param in SETTING_PARAMETERS.items()
+                if self.explicit is None or key in self.explicit}
 
 
 class StepFailed(InformerError):
-    """A step exited non-zero; the message is its one-line reason."""
+    """A step failed; the message is ``<step>: <one-line reason>``."""
 
 
-class Execution:
-    """Runs the steps in order, one log file per step, a progress line per step."""
-
-    def __init__(self, state: StateDir, settings: RunSettings, out: TextIO = sys.stdout) -> None:
-        self.state, self.settings, self.out = state, settings, out
-        self.id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
-        self.key = f"{settings.prefix}/executions/{self.id}"
-        self.logs = state.logs / self.id
-        self.logs.mkdir(parents=True, exist_ok=True)
-        self.work = state.root / "work" / self.id
-
-    def path(self, *parts: str) -> Path:
-        return self.state.s3_path(self.state.s3_uri("/".join((self.key, *parts))))
-
-    def step(self, index: int, name: str, action: Callable[[], str]) -> None:
-        self.out.write(f"[{index}/{len(STEPS)}] {name} ... ")
-        self.out.flush()
-        start = time.perf_counter()
-        try:
-            note = action()
-        except InformerError as err:
-            self.out.write(f"failed ({time.perf_counter() - start:.1f} s)\n")
-            raise StepFailed(f"{name}: {err}") from err
-        self.out.write(f"ok ({time.perf_counter() - start:.1f} s){' - ' + note if note else ''}\n")
-        self.out.flush()
-
-    def script(self, name: str, args: list[str]) -> None:
-        """Run a ``sagemaker_jobs`` script as SageMaker would; its output goes to the log."""
-        log = self.logs / f"{name}.log"
-        with open(log, "w") as handle:
-            proc = subprocess.run([sys.executable, *args], stdout=handle,
-                                  stderr=subprocess.STDOUT, cwd=self.state.root)
-        if proc.returncode:
-            lines = [ln for ln in log.read_text().splitlines() if ln.startswith("error:")]
-            reason = lines[-1][len("error: "):] if lines else f"exit code {proc.returncode}"
-            raise InformerError(f"{reason} (log: {log})")
-
-    def hyperparameters(self) -> list[str]:
-        return [f"experiment={self.settings.experiment}", *self.settings.overrides]
+def content_version(path: Path) -> str:
+    """The input's content identity (``InputDataVersion``): a digest of the file's bytes."""
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
 def run_pipeline(state: StateDir, settings: RunSettings, out: TextIO = sys.stdout
                  ) -> dict[str, Any]:
-    """Execute every step; returns the execution summary (also in ``logs/<id>/summary.json``)."""
+    """Execute the definition; returns the execution summary (``logs/<id>/summary.json``)."""
+    from mlops.local.build import definition_for, local_config, save_definition
+    from mlops.local.definition import load_definition
+    from mlops.local.fields import check_definition
+
     if not settings.data.is_file():
         raise InformerError(f"data: {settings.data} not found; expected a CSV file")
-    run = Execution(state, settings, out)
+    if settings.definition is not None:
+        if settings.overrides:
+            raise InformerError(f"{settings.overrides[0]}: a saved definition fixes the "
+                                f"training job; build a new one with the override instead")
+        definition = load_definition(settings.definition)
+    else:
+        cfg = local_config(state, settings.group, settings.prefix, settings.data_prefix,
+                           settings.overrides)
+        out.write("pipeline definition ... ")
+        out.flush()
+        definition, reused = definition_for(cfg, state)
+        out.write("reused (same config and source)\n" if reused else "built\n")
+    check_definition(definition)
+    values = settings.parameter_values()
+    values["InputDataVersion"] = content_version(settings.data)
+    params = parameters(definition, values)
+    raw = f"s3://{params['InputDataBucket']}/{params['InputDataPrefix'].strip('/')}/" \
+          f"{settings.data.name}"
+    state.s3_path(raw).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(settings.data, state.s3_path(raw))
+    run = Execution(state, definition, params, out)
+    save_definition(definition, run.logs / "definition.json")
     out.write(f"execution {run.id} (logs: {run.logs})\n")
-    raw = state.s3_path(state.s3_uri(settings.data_prefix + settings.data.name))
-    raw.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(settings.data, raw)
-    flags = [arg for token in run.hyperparameters() for arg in
-             ("--" + token.split("=", 1)[0], token.split("=", 1)[1])]
-    dataset = run.path("preprocess", "dataset")
-    summary: dict[str, Any] = {"execution": run.id, "input": state.s3_uri(
-        settings.data_prefix + settings.data.name)}
-
-    run.step(1, "PreprocessData", lambda: run.script("preprocess", [
-        str(JOBS / "preprocess.py"), *flags, "--input-dir", str(raw.parent),
-        "--data.file", raw.name, "--output-dir", str(run.path("preprocess")),
-        "--message-file", str(run.logs / "preprocess.message")]) or "")
-    model_tar = run.path("..", "..", "models", run.id, "model.tar.gz").resolve()
-
-    def train() -> str:
-        root = run.work / "opt_ml"
-        run.script("train", ["-m", "sagemaker_jobs.local_train", *run.hyperparameters(),
-                             "--data", str(dataset), "--root", str(root)])
-        model_tar.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(root / "output" / "model.tar.gz", model_tar)
-        shutil.copytree(root / "output" / "data", run.path("train", "output"),
-                        dirs_exist_ok=True)
-        return state.s3_uri(str(model_tar.relative_to(state.object_store / state.bucket)))
-
-    run.step(2, "TrainModel", train)
-    evaluation, batch_input = run.path("evaluate", "evaluation"), run.path("evaluate",
-                                                                          "batch-input")
-    run.step(3, "EvaluateModel", lambda: run.script("evaluate", [
-        str(JOBS / "evaluate.py"), "--model-dir", str(model_tar.parent), "--data-dir",
-        str(dataset), "--output-dir", str(evaluation), "--batch-input-dir", str(batch_input),
-        "--message-file", str(run.logs / "evaluate.message")])
-        or by_step(model_tar, dataset, evaluation))
-    report = json.loads((evaluation / "evaluation.json").read_text())
-    mse = report["regression_metrics"]["mse"]["value"]
-    summary["mse"] = mse
-
-    def check() -> str:
-        if mse is None or mse > settings.mse_threshold:
-            raise InformerError(f"test MSE {mse} is above the threshold "
-                                f"{settings.mse_threshold}; the model is not registered")
-        return f"mse {mse:.4f} <= {settings.mse_threshold}"
-
-    run.step(4, "CheckMse", check)
-    skill = report.get("skill") or {}
-    summary["skill"] = skill.get("value")
-
-    def check_skill() -> str:
-        value, best = skill.get("value"), skill.get("best_baseline")
-        if not settings.require_skill:
-            return f"skill {value} not required (require_skill=false)"
-        if value is None or value <= 0:
-            raise InformerError(
-                f"skill {value} against the better naive baseline ({best}; 1 - MSE / "
-                f"MSE_baseline) is not above 0: that forecast does at least as well; the model "
-                f"is not registered (require_skill=false registers it anyway)")
-        return f"skill {value:+.3f} against {best}"
-
-    run.step(5, "CheckSkill", check_skill)
-
-    def register() -> str:
-        metrics = {"ModelQuality": {"Statistics": {
-            "ContentType": "application/json",
-            "S3Uri": state.s3_uri(f"{run.key}/evaluate/evaluation/evaluation.json")}},
-            **report}
-        # as the pipeline's RegisterModel: the version names its transform input, the
-        # EvaluateModel step's batch-input output
-        package = Registry(state.registry).register(
-            settings.group, state.s3_uri(str(model_tar.relative_to(state.object_store /
-                                                                   state.bucket))),
-            metrics, status=settings.approval_status, customer_metadata={
-                TRANSFORM_INPUT_PROPERTY: state.s3_uri(f"{run.key}/evaluate/batch-input")})
-        version = package["ModelPackageVersion"]
-        unpack_model(model_tar, state.model(settings.group, version))
-        target = state.forecasts(settings.group, version)
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(evaluation / "backtest_by_step.csv", target / "backtest_by_step.csv")
-        summary["package"] = package
-        return f"{settings.group} v{version} ({package['ModelApprovalStatus']})"
-
-    run.step(6, "RegisterModel", register)
-    (run.logs / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    shutil.rmtree(run.work, ignore_errors=True)
-    return summary
+    run.summary["input"] = raw
+    try:
+        run.run_steps(ordered(definition["Steps"]), "Steps")
+    finally:
+        (run.logs / "summary.json").write_text(json.dumps(run.summary, indent=2, default=str))
+        shutil.rmtree(run.work, ignore_errors=True)
+    return run.summary
 
 
-def by_step(model_tar: Path, dataset: Path, evaluation: Path) -> str:
-    """Backtest errors per horizon step on the test split, next to evaluation.json."""
-    import tarfile
-    import tempfile
+class Execution:
+    """One execution of a definition: its context, its steps' properties, its progress."""
 
-    from informer.data.csv import read_csv
-    from informer.files import atomic_write_text
-    from informer.forecast import Forecaster
+    def __init__(self, state: StateDir, definition: dict[str, Any], params: dict[str, Any],
+                 out: TextIO) -> None:
+        self.state, self.definition, self.out = state, definition, out
+        self.id = time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        self.logs = state.logs / self.id
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.work = state.root / "work" / self.id
+        name = "informer-local"
+        self.ctx = Context(params, {
+            "PipelineExecutionId": self.id, "PipelineName": name,
+            "PipelineExecutionArn": f"arn:aws:sagemaker:local:000000000000:pipeline/{name}/"
+                                    f"execution/{self.id}", "CurrentDateTime": time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+            read_property_file=self.property_file)
+        self.steps: dict[str, dict[str, Any]] = {}
+        self.total = sum(1 for _ in self._all(definition["Steps"]))
+        self.done = 0
+        self.summary: dict[str, Any] = {"execution": self.id}
 
-    with tempfile.TemporaryDirectory() as tmp:
-        with tarfile.open(model_tar) as tar:
-            tar.extractall(tmp, filter="data")
-        forecaster = Forecaster.from_artifact(tmp)
-        csv = next(dataset.glob("*.csv"))
-        result = forecaster.backtest(read_csv(csv))
-    atomic_write_text(evaluation / "backtest_by_step.csv", result.by_step.to_csv(index=False))
-    return f"test mse {result.metrics['mse']:.4f} over {int(result.metrics['windows'])} windows"
+    def _all(self, steps: list[dict[str, Any]]):
+        for step in steps:
+            self.steps[step["Name"]] = step
+            if step.get("Type") != "Fail":
+                yield step
+            args = step.get("Arguments") or {}
+            if step.get("Type") == "Condition":
+                yield from self._all((args.get("IfSteps") or []) + (args.get("ElseSteps") or []))
+
+    def property_file(self, step: str, name: str) -> Any:
+        """The JSON of ``step``'s property file ``name``, read from its output."""
+        from mlops.local.definition import walk
+
+        where = f"Steps[{step}].PropertyFiles[{name}]"
+        specs = [p for p in self.steps[step].get("PropertyFiles") or []
+                 if p.get("PropertyFileName") == name]
+        if not specs:
+            raise DefinitionError(f"{where}: step {step} declares no property file {name!r}")
+        outputs = self.ctx.properties[step]["ProcessingOutputConfig"]["Outputs"]
+        output = walk(outputs, [specs[0]["OutputName"]], f"{where}.OutputName",
+                      f"the outputs of {step}")
+        path = self.state.s3_path(output["S3Output"]["S3Uri"].rstrip("/")) / \
+            specs[0]["FilePath"]
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise DefinitionError(f"{where}.FilePath: {specs[0]['FilePath']!r} is not a JSON "
+                                  f"file in output {specs[0]['OutputName']!r}") from err
+
+    def run_steps(self, steps: list[dict[str, Any]], where: str) -> None:
+        for step in steps:
+            self.run_step(step, f"{where}[{step['Name']}]")
+
+    def run_step(self, step: dict[str, Any], where: str) -> None:
+        from mlops.local.steps import STEP_RUNNERS
+
+        name, kind = step["Name"], step["Type"]
+        if kind == "Fail":
+            message = self._resolve(step.get("Arguments", {}).get("ErrorMessage", ""),
+                                    f"{where}.Arguments.ErrorMessage", name)
+            self.out.write(f"[-] {name} ... failed\n")
+            self.summary["failed"] = {"step": name, "message": message}
+            raise StepFailed(f"{name}: {message}")
+        self.done += 1
+        label = f"[{self.done}/{self.total}] {name}"
+        self.out.write(f"{label} ... ")
+        self.out.flush()
+        start, progress = time.perf_counter(), Progress(self.out, label)
+        try:
+            if kind == "Condition":
+                outcome = self._condition(step, where)
+                branch = (step.get("Arguments") or {}).get("IfSteps" if outcome else "ElseSteps")
+                note = f"{str(outcome).lower()}: next " + (
+                    ", ".join(s["Name"] for s in branch or []) or "nothing")
+            else:
+                args = self._resolve(step.get("Arguments") or {}, f"{where}.Arguments", name)
+                properties, note = STEP_RUNNERS[kind](self, step, args, progress)
+                self.ctx.properties[name] = properties
+                self._summarize(step)
+        except (InformerError, JobFailed) as err:
+            progress.end(f"failed ({time.perf_counter() - start:.1f} s)")
+            self.summary["failed"] = {"step": name, "message": str(err)}
+            raise StepFailed(f"{name}: {err}") from err
+        progress.end(f"ok ({time.perf_counter() - start:.1f} s){' - ' + note if note else ''}")
+        if kind == "Condition":
+            args = step.get("Arguments") or {}
+            branch = "IfSteps" if outcome else "ElseSteps"
+            self.run_steps(ordered(args.get(branch) or [], f"{where}.{branch}"),
+                           f"{where}.Arguments.{branch}")
+
+    def _summarize(self, step: dict[str, Any]) -> None:
+        """The evaluation's MSE and skill in the summary, from the step's property files."""
+        from mlops.pipeline import MSE_PATH, SKILL_PATH
+
+        for spec in step.get("PropertyFiles") or []:
+            try:
+                report = self.property_file(step["Name"], spec["PropertyFileName"])
+            except DefinitionError:
+                continue  # the step that reads it fails, as on AWS
+            for key, path in (("mse", MSE_PATH), ("skill", SKILL_PATH)):
+                value: Any = report
+                for part in path.split("."):
+                    value = value.get(part) if isinstance(value, dict) else None
+                self.summary[key] = value
+
+    def _resolve(self, value: Any, where: str, step: str) -> Any:
+        from mlops.local.definition import resolve
+
+        return resolve(value, self.ctx, where)
+
+    def _condition(self, step: dict[str, Any], where: str) -> bool:
+        conditions = (step.get("Arguments") or {}).get("Conditions") or []
+        self.ctx.properties[step["Name"]] = {}
+        outcome = all(condition(c, self.ctx, f"{where}.Arguments.Conditions[{i}]")
+                      for i, c in enumerate(conditions))
+        self.ctx.properties[step["Name"]] = {"Outcome": outcome}
+        return outcome
 
 
-def unpack_model(model_tar: Path, target: Path) -> Path:
-    """The artifact of ``model.tar.gz`` at ``target`` (for ``informer-eval``/``-forecast``)."""
-    import tempfile
+class Progress:
+    """A step's progress line; live lines (the epochs) below it, then the outcome."""
 
-    from informer.files import replace_path
-    from mlops.local.client import safe_extract
+    def __init__(self, out: TextIO, label: str) -> None:
+        self.out, self.label, self.live = out, label, False
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{target.name}.", dir=target.parent) as tmp:
-        safe_extract(model_tar, Path(tmp) / "model")
-        replace_path(Path(tmp) / "model", target)
-    return target
+    def line(self, text: str) -> None:
+        self.out.write(("" if self.live else "\n") + f"    {text}\n")
+        self.out.flush()
+        self.live = True
 
+    def end(self, text: str) -> None:
+        self.out.write((f"{self.label} ... " if self.live else "") + text + "\n")
+        self.out.flush()
