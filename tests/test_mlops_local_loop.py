@@ -75,6 +75,10 @@ def test_run_registers_a_pending_version_with_its_artifact(registered):
 def test_approve_runs_one_transform_and_writes_forecasts(registered):
     proc = mlops_cli("local", "approve", "etth1", state=registered)
     assert "etth1 v1: Approved" in proc.stdout
+    # the Lambda's JSON log lines go to logs/lambda.log (CloudWatch's role), never to stdout
+    logged = [json.loads(line) for line in (registered / "logs" / "lambda.log").read_text()
+              .splitlines()]
+    assert logged and not any(line.startswith("{") for line in proc.stdout.splitlines())
     folder = registered / "forecasts" / "etth1" / "v1"
     # the transform job's own output, byte for byte: the local side joins nothing itself
     job_output = registered / "s3" / "informer-mlops" / "forecasts" / "etth1" / "v1"

@@ -83,8 +83,9 @@ def _cli(state, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_status_json_is_json_only_and_logs_stay_off_stdout(tmp_path):
-    """``local status --json`` re-delivers a pending event and prints the report only; the
-    Lambda's JSON log lines go to ``logs/lambda.log``; ``local reject`` prints its result."""
+    """``local status --json`` re-delivers a pending event (one that the approval rule does not
+    match, so no Lambda runs) and prints the report only; ``local reject`` prints its
+    result."""
     from mlops.local.approval import state_change_event
 
     state = tmp_path / "state"
@@ -96,10 +97,11 @@ def test_status_json_is_json_only_and_logs_stay_off_stdout(tmp_path):
     assert status.returncode == 0, status.stderr
     report = json.loads(status.stdout)
     assert [r["status"] for r in report["redelivered"]] == ["ignored"]
+    # the template's approval rule matches Approved only: EventBridge invokes no Lambda
+    assert report["redelivered"][0]["reason"] == (
+        "the template's ApprovalRule does not match the event (ModelApprovalStatus Rejected)")
     assert report["undelivered_events"] == 0
-    logged = [json.loads(line) for line in (state / "logs" / "lambda.log").read_text()
-              .splitlines()]
-    assert [line["message"] for line in logged] == ["ignored"]
+    assert not (state / "logs" / "lambda.log").exists()
     reject = _cli(state, "reject", "g", "--version", "2")
     assert reject.returncode == 0, reject.stderr
     assert reject.stdout == "g v2: Rejected\n"

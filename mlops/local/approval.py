@@ -1,5 +1,6 @@
 """Approve or reject a registered version and deliver the resulting "SageMaker Model Package
-State Change" event to the same Lambda handler AWS runs, with the local SageMaker client.
+State Change" event to the same Lambda handler AWS runs, with the local SageMaker client, when
+the template's approval rule matches it (:mod:`mlops.local.rules`), as EventBridge would.
 
 The status change and its event are stored in one registry transaction; an event is marked
 delivered only after the handler returned, and every command first re-delivers what a crash
@@ -18,6 +19,7 @@ from typing import Any
 from mlops import lambda_function
 from mlops.local.client import LocalSageMaker
 from mlops.local.registry import ACCOUNT, REGION, Registry, now
+from mlops.local.rules import APPROVAL_RULE, approval_pattern, matches
 from mlops.local.state import StateDir
 
 LOCAL_ROLE = f"arn:aws:iam::{ACCOUNT}:role/informer-local"
@@ -51,6 +53,14 @@ def deliver_pending(state: StateDir, registry: Registry) -> list[dict[str, Any]]
     client = LocalSageMaker(state, registry)
     for event_id, event in registry.pending_events():
         group = event["detail"]["ModelPackageGroupName"]
+        if not matches(approval_pattern(group), event):  # EventBridge invokes nothing
+            results.append({"status": "ignored", "group": group,
+                            "version": event["detail"].get("ModelPackageVersion"),
+                            "reason": f"the template's {APPROVAL_RULE} does not match the event "
+                                      f"(ModelApprovalStatus "
+                                      f"{event['detail'].get('ModelApprovalStatus')})"})
+            registry.mark_delivered(event_id)
+            continue
         state.lambda_log.parent.mkdir(parents=True, exist_ok=True)
         with open(state.lambda_log, "a", encoding="utf-8") as log, \
                 contextlib.redirect_stdout(log):

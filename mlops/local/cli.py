@@ -14,7 +14,8 @@ from informer.files import check_writable
 from mlops.local.registry import RegistryError
 from mlops.local.state import ENV_STATE_DIR, StateDir
 
-RUN_KEYS = ("data", "experiment", "group", "mse_threshold", "require_skill", "approval_status")
+RUN_KEYS = ("data", "experiment", "group", "mse_threshold", "require_skill", "approval_status",
+            "definition")
 
 
 def _state(args: argparse.Namespace) -> StateDir:
@@ -27,8 +28,8 @@ def _default_data() -> Path:
 
 def settings_from(tokens: list[str]) -> Any:
     """``key=value`` tokens: run settings (``data``, ``experiment``, ``group``,
-    ``mse_threshold``, ``require_skill``, ``approval_status``) and, for the rest, training
-    overrides."""
+    ``mse_threshold``, ``require_skill``, ``approval_status``, ``definition``: a saved pipeline
+    definition to execute) and, for the rest, training overrides."""
     from informer.cli.common import override_error
     from informer.upgrade import upgrade_overrides
     from mlops.config import load_config
@@ -68,7 +69,9 @@ def settings_from(tokens: list[str]) -> Any:
         experiment=experiment, overrides=overrides,
         group=values.get("group", pipeline["model_package_group"]),
         prefix=pipeline["base_job_prefix"], data_prefix=pipeline["data_prefix"],
-        mse_threshold=threshold, require_skill=require == "true", approval_status=status)
+        mse_threshold=threshold, require_skill=require == "true", approval_status=status,
+        definition=Path(values["definition"]).expanduser() if values.get("definition") else None,
+        explicit=set(values) if values.get("definition") else None)
 
 
 def _recover(state: StateDir, quiet: bool = False) -> list[dict[str, Any]]:
