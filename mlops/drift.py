@@ -1,7 +1,7 @@
 """Scores of served forecasts once their actual values arrive, and the drift rule that starts
-retraining. Standard library only: the drift Lambda's inline code in mlops/infra/template.yaml
-is this file followed by mlops/drift_function.py (``informer-mlops template sync``), and the
-local loop (``informer-mlops local ingest``) imports it, so both backends decide alike.
+retraining. Standard library only: the drift Lambda's inline code in mlops/infra/monitoring.yaml
+is this file, mlops/drift_actions.py and mlops/drift_function.py joined (mlops/inline.py), and
+the local loop (``informer-mlops local ingest``) imports it, so both backends decide alike.
 
 Inputs (text, as stored):
 

@@ -2,9 +2,10 @@
 scored -> the drift rule -> ``StartPipelineExecution`` only when the rule fires; and each
 approved version forecasts from the new end of the data.
 
-Standard library + boto3; the template's inline code is mlops/drift.py, mlops/drift_actions.py
-and this file one after the other (``informer-mlops template sync``; handler
-``index.lambda_handler``), so it scores and decides with the local loop's code. Input: the
+Standard library + boto3; mlops/infra/monitoring.yaml inlines mlops/drift.py,
+mlops/drift_actions.py and this file one after the other (``informer-mlops template sync``,
+mlops/inline.py; handler ``index.lambda_handler``), so it scores and decides with the local
+loop's code. Input: the
 EventBridge "Object Created" event of S3 (``detail.bucket.name``, ``detail.object.key``,
 ``detail.object.etag``); the object is the whole series (the file the pipeline trains on).
 
