@@ -28,10 +28,12 @@ def read_scores(root: Path) -> list[dict[str, Any]]:
 
     rows: list[dict[str, Any]] = []
     if (root / "registry.db").is_file():
-        from mlops.local.monitoring import scores, tables
+        from mlops.local.monitoring import scores
         from mlops.local.registry import Registry
 
-        rows = scores(tables(Registry(root / "registry.db")))
+        registry = Registry(root / "registry.db")
+        if registry.query("SELECT name FROM sqlite_master WHERE name = 'drift_scores'"):
+            rows = scores(registry)
     for path in sorted((root / "monitoring").rglob("*.csv")):
         match = SCORES_KEY.search(path.relative_to(root).as_posix())
         if match:
