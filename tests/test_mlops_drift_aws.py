@@ -375,3 +375,15 @@ def test_other_objects_are_ignored_and_settings_are_checked(account):
     with pytest.raises(ValueError, match=r"^DRIFT\.rule: expected one of"):
         module.lambda_handler(object_created(BUCKET, "data/x.csv"),
                               environ={**ENVIRON, "DRIFT_RULE": "x"})
+
+
+def test_retrain_off_scores_and_decides_but_starts_nothing(template, account):
+    s3, sm = account
+    module, gate = deployed_module(), Gate(role_statements(template))
+    module.CLIENT_FACTORY = gate.client
+    s3.put_object(Bucket=BUCKET, Key="data/ETTh1.csv",
+                  Body=series(224, shift_from=200).encode())
+    result = module.lambda_handler(object_created(BUCKET, "data/ETTh1.csv"),
+                                   environ={**ENVIRON, "RETRAIN": "off"})
+    assert result["decision"]["fire"] and result["execution"] is None
+    assert executions(sm) == [] and gate.denied == []

@@ -212,3 +212,18 @@ def test_the_dashboard_plots_realized_mse_and_shows_the_latest_forecast(state, r
     page = build(state.root, tmp_path / "dashboard.html").read_text()
     assert "<h2>Monitoring</h2>" in page and "v1 realized MSE" in page
     assert "v1 evaluation MSE" in page and "by forecast origin" in page
+
+
+def test_a_failed_execution_is_recorded_and_not_retried_for_the_same_window(state, tmp_path,
+                                                                           monkeypatch):
+    def run_pipeline(state, settings, out):
+        raise InformerError("CheckMse: test MSE 3 is above the threshold 1")
+
+    monkeypatch.setattr("mlops.local.runner.run_pipeline", run_pipeline)
+    shifted = write(tmp_path, "s.csv", rows(200, 224, shift_from=200))
+    result = ingest(state, shifted, settings(state), RULE, out=io.StringIO())
+    assert result["trigger"] == {"status": "failed",
+                                 "error": "CheckMse: test MSE 3 is above the threshold 1"}
+    [trigger] = monitoring.triggers(Registry(state.registry), GROUP)
+    assert trigger["status"] == "failed" and trigger["error"].startswith("CheckMse")
+    assert ingest(state, shifted, settings(state), RULE, out=io.StringIO())["trigger"] is None
