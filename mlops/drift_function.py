@@ -190,7 +190,11 @@ def approved_versions(sm: Any, store: Store, settings: Settings, arn_prefix: str
         if bucket != settings.bucket or not key:
             log("skipped: no evaluation.json in the bucket", level="WARNING", arn=arn, uri=uri)
             continue
-        found.append(Version(int(name[1:]), arn, json.loads(store.text(key))))
+        evaluation = json.loads(store.text(key))
+        if "schema" not in evaluation:  # registered before evaluation.json recorded it
+            log("skipped: evaluation.json has no schema", level="WARNING", arn=arn, uri=uri)
+            continue
+        found.append(Version(int(name[1:]), arn, evaluation))
     return sorted(found, key=lambda v: v.number)
 
 

@@ -387,3 +387,14 @@ def test_retrain_off_scores_and_decides_but_starts_nothing(template, account):
                                    environ={**ENVIRON, "RETRAIN": "off"})
     assert result["decision"]["fire"] and result["execution"] is None
     assert executions(sm) == [] and gate.denied == []
+
+
+def test_a_version_whose_evaluation_has_no_schema_is_skipped(template, account, capsys):
+    s3, _ = account
+    key = "informer/executions/x/evaluate/evaluation/evaluation.json"
+    s3.put_object(Bucket=BUCKET, Key=key, Body=json.dumps(
+        {"regression_metrics": {"mse": {"value": 0.5}}}).encode())
+    module, gate = deployed_module(), Gate(role_statements(template))
+    result = deliver(module, gate, s3, series(224), "e1")
+    assert result["status"] == "no_approved_version"
+    assert "skipped: evaluation.json has no schema" in capsys.readouterr().out
