@@ -23,7 +23,14 @@ from typing import Any
 from informer.errors import InformerError
 from mlops.config import command, environment, load_config
 from mlops.inline import INLINE, LAMBDA_SOURCE, ROOT, TEMPLATE  # noqa: F401 - re-exported
-from mlops.session import OFFLINE_ROLE, build, create_bucket, offline_aws  # noqa: F401
+from mlops.session import (  # noqa: F401 - re-exported
+    OFFLINE_ENV,
+    OFFLINE_ROLE,
+    TELEMETRY_OFF,
+    build,
+    create_bucket,
+    offline_aws,
+)
 
 
 def cmd_definition(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
