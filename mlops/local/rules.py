@@ -45,7 +45,11 @@ def _substitute(value: Any, refs: dict[str, str]) -> Any:
 
 def approval_pattern(group: str) -> dict[str, Any]:
     """The approval rule's pattern for the model package group ``group``."""
-    template = yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)  # noqa: S506 - SafeLoader
+    loader = _CfnLoader(TEMPLATE.read_text())  # a SafeLoader: plain data and the tags above
+    try:
+        template = loader.get_single_data()
+    finally:
+        loader.dispose()
     pattern = template["Resources"][APPROVAL_RULE]["Properties"]["EventPattern"]
     return _substitute(pattern, {"ModelPackageGroupName": group})
 
