@@ -34,9 +34,23 @@ def load_config(overrides: Sequence[str]) -> dict[str, Any]:
             rest.append(f"{lead}pipeline.{key}={value}")
     try:
         cfg = compose_conf(None, [f"+pipeline={group}", *rest])
-        return OmegaConf.to_container(cfg.pipeline, resolve=True)
+        settings = OmegaConf.to_container(cfg.pipeline, resolve=True)
     except (HydraException, OmegaConfBaseException) as err:
         raise InformerError(str(err).strip().splitlines()[0]) from err
+    check_bucket(settings.get("bucket"))
+    return settings
+
+
+# S3's rules for a general purpose bucket's name (no IP-address form, no "xn--" prefix)
+BUCKET_NAME = re.compile(r"^(?!xn--)(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+def check_bucket(bucket: str | None) -> None:
+    """Refuse a bucket name that S3 would refuse, before anything is built or uploaded."""
+    if bucket is not None and (not BUCKET_NAME.match(str(bucket)) or ".." in str(bucket)):
+        raise InformerError(
+            f"bucket={bucket}: expected an S3 bucket name: 3-63 characters, lowercase letters, "
+            "digits, dots and hyphens, starting and ending with a letter or digit")
 
 
 def command(sub: Any, name: str, text: str, handler: Callable[..., None],

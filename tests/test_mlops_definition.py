@@ -119,3 +119,21 @@ def test_the_approval_rule_is_the_templates():
     assert not matches(pattern, {**event, "detail": {**event["detail"],
                                                      "ModelApprovalStatus": "Rejected"}})
     assert not matches(approval_pattern("other"), event)
+
+
+@pytest.mark.parametrize("bucket", ["b", "My_Bucket", "-edge", "a..b", "192.168.1.1"])
+def test_a_bucket_name_s3_refuses_is_one_line_before_anything_is_built(bucket, capsys):
+    from mlops.cli import main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["pipeline", "definition", "--offline", f"bucket={bucket}"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr() == ("", f"error: bucket={bucket}: expected an S3 bucket name: "
+                                   "3-63 characters, lowercase letters, digits, dots and "
+                                   "hyphens, starting and ending with a letter or digit\n")
+
+
+def test_a_valid_bucket_name_passes():
+    from mlops.config import load_config
+
+    assert load_config(["bucket=informer-artifacts.eu-1"])["bucket"] == "informer-artifacts.eu-1"
