@@ -1,9 +1,9 @@
 """``informer-mlops``: the SageMaker Pipeline and the infrastructure template from the shell.
 
 ``pipeline definition|upsert|start|describe`` take Hydra overrides of ``conf/pipeline``
-(``pipeline.bucket=my-bucket`` or ``bucket=my-bucket``); ``template check|sync`` keep the template's inline
-Lambda code equal to its sources (:data:`mlops.inline.INLINE`: ``mlops/lambda_function.py``,
-and the drift function's of mlops/infra/monitoring.yaml). A new
+(``pipeline.bucket=my-bucket`` or ``bucket=my-bucket``); ``template check|sync`` keep the
+template's inline Lambda code equal to its sources (:data:`mlops.inline.INLINE`:
+``mlops/lambda_function.py``, and the drift function's of mlops/infra/monitoring.yaml). A new
 command group (``local``, ``dashboard``) is one more :data:`COMMAND_GROUPS` entry whose
 subcommands are made with :func:`command` and handlers taking ``(args, cfg)``.
 """

@@ -15,7 +15,7 @@ the same version only over a window of origins all after that one.
 
 import contextlib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -31,6 +31,10 @@ NAME_LIMIT = 63  # SageMaker model and job names: ^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,
 REQUEST_FIELDS = ("ModelName", "BatchStrategy", "MaxPayloadInMB", "MaxConcurrentTransforms",
                   "TransformInput", "TransformOutput", "TransformResources", "Environment",
                   "DataProcessing", "Tags")
+# a transform job that ended in these states is started again under the next attempt's name
+# (``-r<n>``), as the approval Lambda retries its own; MAX_ATTEMPTS as there
+RETRYABLE = ("Failed", "Stopped")
+MAX_ATTEMPTS = 10
 
 
 @dataclass(frozen=True)
@@ -147,14 +151,53 @@ def job_name(group: str, suffix: str) -> str:
     return base + suffix
 
 
-def approval_job_name(group: str, version: int) -> str:
-    """The first transform job the approval Lambda started for the version."""
-    return job_name(group, f"-v{version}")
+def _attempt(attempt: int) -> str:
+    return f"-r{attempt}" if attempt > 1 else ""
 
 
-def forecast_job_name(group: str, version: int, origin: datetime) -> str:
-    """The job forecasting from ``origin`` (one per version and origin)."""
-    return job_name(group, f"-v{version}-o{stamp(origin)}")
+def approval_job_name(group: str, version: int, attempt: int = 1) -> str:
+    """The transform job the approval Lambda started for the version (its ``attempt``)."""
+    return job_name(group, f"-v{version}{_attempt(attempt)}")
+
+
+def forecast_job_name(group: str, version: int, origin: datetime, attempt: int = 1) -> str:
+    """The job forecasting from ``origin`` (one per version and origin; ``-r<n>`` for the
+    attempt after a Failed or Stopped one)."""
+    return job_name(group, f"-v{version}-o{stamp(origin)}{_attempt(attempt)}")
+
+
+def plan_next_forecast(describe: Callable[[str], Mapping[str, Any] | None], group: str,
+                       version: int, origin: datetime) -> dict[str, Any]:
+    """What to do for the version's forecast from ``origin``, given ``describe(job name)``
+    (DescribeTransformJob's answer, None when there is no such job); the same on both backends:
+
+    - ``{"action": "exists", "job", "found"}``: an attempt that did not fail is there;
+    - ``{"action": "create", "job", "approval"}``: start ``job`` (the first attempt, or the one
+      after the attempts that ended Failed or Stopped) repeating ``approval``, the approval's
+      latest transform job;
+    - ``{"action": "skip", "job", "reason"}``: no approval job to repeat, or every attempt
+      failed.
+    """
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        name = forecast_job_name(group, version, origin, attempt)
+        found = describe(name)
+        if found is None:
+            break
+        if found.get("TransformJobStatus") not in RETRYABLE:
+            return {"action": "exists", "job": name, "found": found}
+    else:
+        return {"action": "skip", "job": name,
+                "reason": f"{MAX_ATTEMPTS} attempts ended Failed or Stopped; not retrying again"}
+    approval = None
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        described = describe(approval_job_name(group, version, attempt))
+        if described is None:
+            break
+        approval = described
+    if approval is None:
+        return {"action": "skip", "job": name,
+                "reason": "the version has no approval transform job to repeat"}
+    return {"action": "create", "job": name, "approval": approval}
 
 
 def forecast_input_name(file_name: str, origin: datetime) -> str:

@@ -57,12 +57,11 @@ with contextlib.suppress(ImportError):  # inline: mlops/drift*.py precede this f
     )
     from mlops.drift_actions import (
         DriftRule,
-        approval_job_name,
         decide,
         forecast_input_name,
-        forecast_job_name,
         latest_rows,
         next_forecast_request,
+        plan_next_forecast,
     )
 
 
@@ -256,19 +255,20 @@ def next_forecast(sm: Any, store: Store, settings: Settings, version: Version, s
                   data_key: str) -> dict[str, Any]:
     """The version's forecast from the data's last row (one transform job per origin)."""
     origin = series.dates[-1]
-    name = forecast_job_name(settings.group, version.number, origin)
-    if _describe(sm.describe_transform_job, TransformJobName=name) is not None:
+    plan = plan_next_forecast(
+        lambda name: _describe(sm.describe_transform_job, TransformJobName=name),
+        settings.group, version.number, origin)
+    name = plan["job"]
+    if plan["action"] == "exists":
         return {"job": name, "status": "exists"}
-    approval = _describe(sm.describe_transform_job,
-                         TransformJobName=approval_job_name(settings.group, version.number))
-    if approval is None:
-        return {"job": name, "status": "skipped", "reason": "no approval transform job"}
+    if plan["action"] == "skip":
+        return {"job": name, "status": "skipped", "reason": plan["reason"]}
     rows = schema_of(version.evaluation, f"v{version.number} evaluation.json").input_rows
     folder = f"{settings.inputs}/{settings.group}/v{version.number}/{stamp(origin)}/"
     store.put(folder + forecast_input_name(data_key.rsplit("/", 1)[-1], origin),
               latest_rows(series, rows))
     sm.create_transform_job(**next_forecast_request(
-        approval, name, f"s3://{store.bucket}/{folder}"))
+        plan["approval"], name, f"s3://{store.bucket}/{folder}"))
     return {"job": name, "status": "created"}
 
 

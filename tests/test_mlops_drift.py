@@ -214,9 +214,48 @@ def test_the_rule_defaults_are_the_pipeline_config():
 @pytest.mark.parametrize("group", ["informer-models", "etth1", "Group_with.odd chars",
                                    "g" * 60])
 def test_job_names_are_the_approval_lambdas(group):
-    assert drift_actions.approval_job_name(group, 12) == lambda_function.resource_name(group, 12)
+    for attempt in (1, 2, 10):
+        assert drift_actions.approval_job_name(group, 12, attempt) == \
+            lambda_function.resource_name(group, 12, attempt)
     name = drift_actions.forecast_job_name(group, 3, datetime(2016, 11, 5, 23))
     assert len(name) <= 63 and name.endswith("-v3-o20161105230000")
+    retry = drift_actions.forecast_job_name(group, 3, datetime(2016, 11, 5, 23), 2)
+    assert len(retry) <= 63 and retry.endswith("-v3-o20161105230000-r2")
+    assert drift_actions.MAX_ATTEMPTS == lambda_function.MAX_ATTEMPTS
+    assert drift_actions.RETRYABLE == lambda_function.RETRYABLE
+
+
+ORIGIN = datetime(2016, 11, 5, 23)
+
+
+@pytest.mark.parametrize(("jobs", "expected"), [
+    # no forecast job yet: the first attempt, repeating the approval's latest job
+    ({"g-v3": "Failed", "g-v3-r2": "Completed"},
+     {"action": "create", "job": "g-v3-o20161105230000", "approval": "g-v3-r2"}),
+    # a failed or stopped attempt is started again under the next name
+    ({"g-v3": "Completed", "g-v3-o20161105230000": "Failed",
+      "g-v3-o20161105230000-r2": "Stopped"},
+     {"action": "create", "job": "g-v3-o20161105230000-r3", "approval": "g-v3"}),
+    # one that runs or completed is left alone
+    ({"g-v3": "Completed", "g-v3-o20161105230000": "Failed",
+      "g-v3-o20161105230000-r2": "InProgress"},
+     {"action": "exists", "job": "g-v3-o20161105230000-r2"}),
+    ({}, {"action": "skip", "job": "g-v3-o20161105230000",
+          "reason": "the version has no approval transform job to repeat"}),
+    ({"g-v3": "Completed", **{drift_actions.forecast_job_name("g", 3, ORIGIN, a): "Failed"
+                              for a in range(1, drift_actions.MAX_ATTEMPTS + 1)}},
+     {"action": "skip", "job": "g-v3-o20161105230000-r10",
+      "reason": "10 attempts ended Failed or Stopped; not retrying again"}),
+])
+def test_the_next_forecast_retries_a_failed_job_on_both_backends(jobs, expected):
+    described = {name: {"TransformJobName": name, "TransformJobStatus": status}
+                 for name, status in jobs.items()}
+    plan = drift_actions.plan_next_forecast(described.get, "g", 3, ORIGIN)
+    if "approval" in plan:
+        plan["approval"] = plan["approval"]["TransformJobName"]
+    if "found" in plan:
+        assert plan.pop("found") is described[plan["job"]]
+    assert plan == expected
     assert drift_actions.forecast_input_name("ETTh1.csv", datetime(2016, 11, 5, 23)) == \
         "ETTh1-o20161105230000.csv"
 

@@ -165,29 +165,34 @@ def next_forecast(state: StateDir, registry: Registry, package: dict[str, Any],
                   series: drift.Series, data_name: str) -> dict[str, Any]:
     """The version's forecast from the data's last row: the approval's transform request with
     the latest rows as input (``forecast-input/<group>/v<n>/<stamp>/``); one job per version
-    and origin, so a second call starts nothing. Returns ``{job, status[, reason]}``."""
+    and origin, so a second call starts nothing, and a Failed or Stopped one is started again
+    as ``-r<n>`` (:func:`mlops.drift_actions.plan_next_forecast`). Returns
+    ``{job, status[, reason]}``."""
     group, version = package["ModelPackageGroupName"], package["ModelPackageVersion"]
     origin = series.dates[-1]
     client = LocalSageMaker(state, registry)
-    name = drift_actions.forecast_job_name(group, version, origin)
-    try:
-        found = client.describe_transform_job(name)
+
+    def describe(name: str) -> dict[str, Any] | None:
+        try:
+            return client.describe_transform_job(name)
+        except LocalClientError:
+            return None
+
+    plan = drift_actions.plan_next_forecast(describe, group, version, origin)
+    name = plan["job"]
+    if plan["action"] == "exists":
+        found = plan["found"]
         return {"job": name, "status": found["TransformJobStatus"], "new": False,
                 "reason": found.get("FailureReason")}
-    except LocalClientError:
-        pass
-    try:
-        approval = client.describe_transform_job(drift_actions.approval_job_name(group, version))
-    except LocalClientError:
-        return {"job": name, "status": "skipped", "new": False,
-                "reason": "the version has no approval transform job to repeat"}
+    if plan["action"] == "skip":
+        return {"job": name, "status": "skipped", "new": False, "reason": plan["reason"]}
     rows = version_schema(state, package).input_rows
     key = f"{FORECAST_INPUT}/{group}/v{version}/{drift.stamp(origin)}/"
     target = state.s3_path(state.s3_uri(key + drift_actions.forecast_input_name(data_name,
                                                                                origin)))
     write_text(target, drift_actions.latest_rows(series, rows))
     client.create_transform_job(**drift_actions.next_forecast_request(
-        approval, name, state.s3_uri(key)))
+        plan["approval"], name, state.s3_uri(key)))
     job = client.describe_transform_job(name)
     return {"job": name, "status": job["TransformJobStatus"], "new": True,
             "reason": job.get("FailureReason")}
