@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,66 +11,12 @@ from typing import Any
 from informer.errors import InformerError
 from informer.files import check_writable
 from mlops.local.registry import RegistryError
+from mlops.local.runner import RUN_KEYS, settings_from
 from mlops.local.state import ENV_STATE_DIR, StateDir
-
-RUN_KEYS = ("data", "experiment", "group", "mse_threshold", "require_skill", "approval_status",
-            "definition")
 
 
 def _state(args: argparse.Namespace) -> StateDir:
     return StateDir.resolve(args.state_dir)
-
-
-def _default_data() -> Path:
-    return Path(os.environ.get("INFORMER_DATA_DIR", "data")) / "ETTh1.csv"
-
-
-def settings_from(tokens: list[str]) -> Any:
-    """``key=value`` tokens: run settings (``data``, ``experiment``, ``group``,
-    ``mse_threshold``, ``require_skill``, ``approval_status``, ``definition``: a saved pipeline
-    definition to execute) and, for the rest, training overrides."""
-    from informer.cli.common import override_error
-    from informer.upgrade import upgrade_overrides
-    from mlops.config import load_config
-    from mlops.local.runner import RunSettings
-
-    pipeline = load_config([])
-    values: dict[str, str] = {}
-    overrides = []
-    for token in tokens:
-        key, sep, value = token.partition("=")
-        if not sep:
-            raise InformerError(f"{token!r}: expected key=value")
-        (values.__setitem__(key, value) if key in RUN_KEYS else overrides.append(token))
-    params = pipeline["parameters"]
-    try:
-        threshold = float(values.get("mse_threshold", params["mse_threshold"]))
-    except ValueError as err:
-        raise InformerError(f"mse_threshold: expected a number, got "
-                        f"{values['mse_threshold']!r}") from err
-    if threshold <= 0:
-        raise InformerError(f"mse_threshold: expected a positive number, got {threshold}")
-    require = str(values.get("require_skill", params.get("require_skill", True))).lower()
-    if require not in ("true", "false"):
-        raise InformerError(f"require_skill: expected true or false, got "
-                        f"{values['require_skill']!r}")
-    from mlops.local.registry import check_status
-
-    status = values.get("approval_status", params["approval_status"])
-    check_status(status)
-    experiment = values.get("experiment", "quickstart")
-    problem = override_error("train", [f"experiment={experiment}",
-                                       *upgrade_overrides(overrides)])
-    if problem:  # before any step runs, with "did you mean" where a name is close
-        raise InformerError(problem)
-    return RunSettings(
-        data=Path(values.get("data") or _default_data()).expanduser().resolve(),
-        experiment=experiment, overrides=overrides,
-        group=values.get("group", pipeline["model_package_group"]),
-        prefix=pipeline["base_job_prefix"], data_prefix=pipeline["data_prefix"],
-        mse_threshold=threshold, require_skill=require == "true", approval_status=status,
-        definition=Path(values["definition"]).expanduser() if values.get("definition") else None,
-        explicit=set(values) if values.get("definition") else None)
 
 
 def _recover(state: StateDir, quiet: bool = False) -> list[dict[str, Any]]:

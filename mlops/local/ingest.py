@@ -214,7 +214,7 @@ def split_tokens(tokens: list[str]) -> tuple[drift_actions.DriftRule, list[str]]
 
 
 def cmd_ingest(args: argparse.Namespace, cfg: dict[str, Any]) -> None:
-    from mlops.local.cli import settings_from
+    from mlops.local.runner import settings_from
 
     rule, rest = split_tokens(args.tokens)
     state = StateDir.resolve(args.state_dir)

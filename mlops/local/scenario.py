@@ -59,9 +59,8 @@ def run(scenario: Scenario, state: StateDir, work: Path, out: TextIO = sys.stdou
     (the data's last timestamp), ``fired``, ``registered`` (a new version), ``approved``."""
     from informer.files import atomic_write_text
     from mlops.local.approval import change_status
-    from mlops.local.cli import settings_from
     from mlops.local.ingest import ingest
-    from mlops.local.runner import run_pipeline
+    from mlops.local.runner import run_pipeline, settings_from
 
     head, rest = split(scenario.data, scenario.cut)
     first = atomic_write_text(work / "cut" / scenario.data.name, head)

@@ -29,7 +29,7 @@ from mlops.local.jobs import (
 )
 
 if TYPE_CHECKING:
-    from mlops.local.runner import Execution, Progress
+    from mlops.local.execution import Execution, Progress
 
 Properties = tuple[dict[str, Any], str]
 
