@@ -9,7 +9,8 @@ run's figures in ``docs/runs/interval_quality.json`` and writes the table into
 ``docs/results.md``). Variants: ``point`` (one forecast, MSE loss: the paper), ``quantile``
 (the 0.1/0.5/0.9 quantiles, pinball loss; the point forecast is the median), ``preset`` (the
 experiment as it is), or any variant of ``reproduce_paper.py``; ``quickstart01`` is the 0.1
-quickstart (no RevIN, no quantiles).
+quickstart (no RevIN, no quantiles), ``quickstart02`` the next one (RevIN and quantiles at the
+paper's lr 1e-4).
 
 The table gives, over the test split's windows: the test MSE of the point forecast, the 80%
 interval's coverage, the weighted quantile loss (original units), CRPS (scaled), the skill
@@ -31,6 +32,8 @@ from common import parse_options  # noqa: E402
 
 rp.VARIANTS["quickstart01"] = ["model.net.revin=false", "model.net.quantiles=null",
                                "data.seq_len=48", "trainer.max_epochs=3"]
+# the quickstart preset of 0.2's first releases: RevIN and quantiles at the paper's lr
+rp.VARIANTS["quickstart02"] = ["model.optimizer.lr=1.0e-4"]
 rp.VARIANTS["preset"] = []  # the experiment preset as it is
 DEFAULTS = {"experiment": "quickstart,etth1_M_24,etth1_M_168", "seed": "2021,1,2",
             "variant": "point,quantile", "out": "runs/intervals", "record": "false",
